@@ -1,0 +1,93 @@
+"Tests that do not belong in a notebook: downloads over HTTP, corruption, and properties of resampling."
+import functools, http.server, shutil, threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from mp_cnn.data import DataFileError, fetch, file_registry, make_file_registry, resample_array, sha256, load_source
+
+
+def _serve(root):
+    "Serve folder `root` over HTTP on 127.0.0.1 in a background thread; returns (base_url, server)."
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None
+    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return f'http://127.0.0.1:{srv.server_address[1]}', srv
+
+
+def test_registry_matches_sha256sums(shared):
+    reg, want = file_registry().fillna(''), make_file_registry(shared).fillna('')
+    assert reg.values.tolist() == want.values.tolist()
+    assert set(reg.folder) == {'microplastix', 'openspecy', 'primpke', 'samoa', 'xpectrass'}
+
+
+def test_fetch_downloads_and_checks(shared, tmp_path):
+    url, srv = _serve(shared)
+    try:
+        paths = fetch('samoa', tmp_path, base_url=url)
+        fetch('openspecy', tmp_path, base_url=url)   # the label vocabulary
+    finally: srv.shutdown()
+    reg = file_registry().query("folder == 'samoa'")
+    assert sorted(p.name for p in paths) == sorted(reg.file)
+    for p, h in zip(paths, reg.sha256): assert sha256(p) == h
+    s = load_source('samoa_reference', tmp_path)
+    assert len(s) == 6 and (s.meta.label == 'unresolved').sum() == 1   # PEPP is unresolved
+
+
+def test_fetch_present_file_not_redownloaded(shared, tmp_path):
+    shutil.copytree(shared/'samoa', tmp_path/'samoa')
+    before = (tmp_path/'samoa'/'Samoa_Data.csv').stat().st_mtime_ns
+    fetch('samoa', tmp_path, base_url='http://127.0.0.1:9')   # nothing listens there: must not be contacted
+    assert (tmp_path/'samoa'/'Samoa_Data.csv').stat().st_mtime_ns == before
+
+
+def test_corrupt_local_file_is_named(shared, tmp_path):
+    shutil.copytree(shared/'samoa', tmp_path/'samoa')
+    f = tmp_path/'samoa'/'Samoa_Data.csv'
+    b = bytearray(f.read_bytes()); b[1000] ^= 0xFF; f.write_bytes(bytes(b))
+    with pytest.raises(DataFileError, match='Samoa_Data.csv is corrupt or truncated'):
+        fetch('samoa', tmp_path)
+
+
+def test_corrupt_download_is_named(shared, tmp_path):
+    mirror = tmp_path/'mirror'
+    shutil.copytree(shared/'samoa', mirror/'samoa')
+    f = mirror/'samoa'/'Samoa_supplementary_data.csv'
+    b = bytearray(f.read_bytes()); b[500] ^= 0xFF; f.write_bytes(bytes(b))
+    url, srv = _serve(mirror)
+    try:
+        with pytest.raises(DataFileError, match='Samoa_supplementary_data.csv'):
+            fetch('samoa', tmp_path/'data', base_url=url)
+    finally: srv.shutdown()
+    assert not (tmp_path/'data'/'samoa'/'Samoa_supplementary_data.csv').exists()   # a bad download is not kept
+
+
+def test_missing_data_dir_says_what_to_do(monkeypatch):
+    monkeypatch.setenv('MP_CNN_DATA', '/no/such/folder')
+    with pytest.raises(FileNotFoundError, match='MP_CNN_DATA'):
+        load_source('samoa_2024')
+
+
+@settings(max_examples=60, deadline=None)
+@given(step=st.floats(0.5, 3.0), new_step=st.floats(0.5, 12.0), a=st.floats(-5, 5), b=st.floats(-1e-3, 1e-3))
+def test_resample_keeps_straight_lines(step, new_step, a, b):
+    "Bin averages and linear interpolation are both exact on a straight line, whatever the two spacings."
+    wn = np.arange(600, 4000, step)
+    grid = np.arange(700, 3900, new_step)
+    out = resample_array(wn, (a + b * wn)[None], grid)[0]
+    assert not np.isnan(out).any()
+    np.testing.assert_allclose(out, a + b * grid, atol=1e-4 * (1 + abs(a)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(lo=st.floats(650, 2000), width=st.floats(100, 1500), new_step=st.floats(1.0, 10.0))
+def test_resample_never_extrapolates(lo, width, new_step):
+    wn = np.arange(lo, lo + width, 1.0)
+    grid = np.arange(600, 4000, new_step)
+    out = resample_array(wn, np.ones((1, len(wn))), grid)[0]
+    outside = (grid < wn[0]) | (grid > wn[-1])
+    assert np.isnan(out[outside]).all()
+    assert np.all(np.isnan(out) | np.isclose(out, 1.0, atol=1e-5))
