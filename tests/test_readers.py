@@ -1,0 +1,98 @@
+import numpy as np, pandas as pd, pytest
+from mp_cnn.readers import read_spectra, read_many, ReadError, read_csv
+from mp_cnn.data import Spectra
+
+
+@pytest.fixture(scope='module')
+def ext(shared): return shared/'openspecy'/'inst'/'extdata'
+
+def band(s, lo, hi, i=0):
+    m = (s.wavenumbers > lo) & (s.wavenumbers < hi)
+    return s.wavenumbers[m][np.argmax(s.X[i][m])]
+
+# file -> (reader, n spectra, axis min, axis max, units, raman)
+EXPECTED = {
+    'CA_tiny_map.zip': ('envi', 208, 717, 4004, 'A', False),
+    'fitr_nitrocellulose.jdx': ('jcamp', 1, 600, 7499, 'R', False),
+    'ftir_ldpe_soil.asp': ('asp', 1, 650, 3999, 'A', False),
+    'ftir_polyethylene_reflectance_adjustment_not_working.spa': ('spa', 1, 650, 4000, '%R', False),
+    'ftir_ps.0': ('opus', 1, 399, 4498, 'A', False),
+    'ftir_pva_without_header.csv': ('csv', 1, 675, 4000, 'A', False),
+    'raman_atacamit.spc': ('spc', 1, 118, 1050, 'A', True),
+    'raman_hdpe.csv': ('csv', 1, 301, 3198, 'A', True),
+    'raman_hdpe.json': ('openspecy-json', 1, 301, 3198, 'A', True),
+    'raman_hdpe.rds': ('openspecy-rds', 1, 301, 3198, 'A', True),
+    'raman_hdpe_os.csv': ('csv-wide', 1, 301, 3198, 'A', True),
+    'testdata_zipped.zip': ('csv', 3, 301, 3198, 'A', True),
+}
+
+@pytest.mark.parametrize('name', sorted(EXPECTED))
+def test_real_files(ext, name):
+    fmt, n, lo, hi, units, raman = EXPECTED[name]
+    s = read_spectra(ext/name)
+    assert isinstance(s, Spectra) and len(s) == n
+    assert (s.meta.format == fmt).all() and (s.meta.units_published == units).all()
+    assert abs(s.wavenumbers[0] - lo) < 1.5 and abs(s.wavenumbers[-1] - hi) < 1.5
+    assert np.isfinite(s.X).all()
+    assert (s.meta.technique_hint.eq('raman').fillna(False) == raman).all()
+    assert {'file', 'spectrum', 'units_published', 'technique_hint', 'x', 'y'} <= set(s.meta.columns)
+
+def test_bands(ext):
+    ps, ldpe = read_spectra(ext/'ftir_ps.0'), read_spectra(ext/'ftir_ldpe_soil.asp')
+    assert abs(band(ps, 600, 800) - 698) < 4 and abs(band(ps, 730, 780) - 756) < 4
+    assert abs(band(ldpe, 2800, 3000) - 2915) < 5 and abs(band(ldpe, 2830, 2870) - 2848) < 5
+    assert abs(band(ldpe, 690, 760) - 720) < 5
+
+def test_openspecy_formats_agree(ext):
+    a, b, c = (read_spectra(ext/f) for f in ('raman_hdpe.json', 'raman_hdpe.rds', 'raman_hdpe_os.csv'))
+    np.testing.assert_allclose(a.X, b.X); np.testing.assert_allclose(a.X, c.X)
+    assert b.meta.spectrum_identity[0] == 'HDPE'
+
+def test_map_coordinates(ext):
+    m = read_spectra(ext/'CA_tiny_map.zip')
+    assert m.meta.x.max() == 15 and m.meta.y.max() == 12 and len(m.meta[['x', 'y']].drop_duplicates()) == 208
+    assert np.abs(np.diff(m.X, axis=1)).mean() < 0.05 * m.X.std()   # bip read in the right order: smooth spectra
+
+def test_folder_zip_and_lists(ext, tmp_path):
+    s = read_spectra([ext/'raman_hdpe.csv', ext/'testdata_zipped.zip'])
+    assert len(s) == 4 and s.meta.file[1].startswith('testdata_zipped.zip/')
+    with pytest.raises(ReadError, match='grid='): read_spectra([ext/'ftir_ps.0', ext/'ftir_ldpe_soil.asp'])
+    g = read_spectra([ext/'ftir_ps.0', ext/'ftir_ldpe_soil.asp'], grid=np.arange(400, 4001, 4.))
+    assert g.X.shape == (2, 901)
+    ok, errs = read_many(ext)
+    assert len(errs) == 0 and sum(len(o) for o in ok) == 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 3 + 208
+
+W = np.arange(4000, 399, -2.)
+Y = np.stack([np.exp(-((W - c) / 15) ** 2) for c in (2915, 1470, 720)])
+
+@pytest.mark.parametrize('name,text,n,peak', [
+    ('semi.csv', 'x;y\n' + '\n'.join(f'{w:.1f};{y:.5f}'.replace('.', ',') for w, y in zip(W, Y[0])), 1, 2915),
+    ('tab.txt', '\n'.join('\t'.join(f'{v:g}' for v in (w, *y)) for w, *y in zip(W, *Y)), 3, 2915),
+    ('space.txt', '# comment\n' + '\n'.join(f'{w:g}  {y:.5f}' for w, y in zip(W, Y[1])), 1, 1470),
+    ('space_comma.txt', '\n'.join(f'{w:.1f} {y:.5f}'.replace('.', ',') for w, y in zip(W, Y[2])), 1, 720),
+    ('headerless.csv', '\n'.join(f'{w:g},{y:.5f}' for w, y in zip(W, Y[1])), 1, 1470),
+    ('multi.csv', 'wn,a,b,c\n' + '\n'.join(','.join(f'{v:g}' for v in (w, *y)) for w, *y in zip(W, *Y)), 3, 2915),
+    ('wide.csv', ','.join(f'{w:g}' for w in W) + ',x,y\n' + '\n'.join(','.join(f'{v:.5f}' for v in y) + f',{i},0' for i, y in enumerate(Y)), 3, 2915),
+])
+def test_csv_variants(tmp_path, name, text, n, peak):
+    (tmp_path/name).write_text(text)
+    s = read_spectra(tmp_path/name)
+    assert len(s) == n and abs(s.wavenumbers[0] - 400) < 1e-6 and abs(s.wavenumbers[-1] - 4000) < 1e-6
+    assert abs(band(s, 400, 4000) - peak) < 3
+    assert np.isfinite(s.X).all()
+
+def test_units_override_and_guess(tmp_path):
+    (tmp_path/'t.csv').write_text('\n'.join(f'{w:g},{100 * 10 ** -y:.4f}' for w, y in zip(W, Y[0])))
+    assert read_spectra(tmp_path/'t.csv').meta.units_published[0] == '%T'
+    assert read_spectra(tmp_path/'t.csv', units='A').meta.units_published[0] == 'A'
+    with pytest.raises(ValueError, match='unknown units'): read_spectra(tmp_path/'t.csv', units='mV')
+
+def test_errors_name_file_and_batch_survives(ext, tmp_path):
+    (tmp_path/'notes.txt').write_text('hello\nworld\n')
+    (tmp_path/'junk.bin').write_bytes(b'\0\1\2\3' * 10)
+    (tmp_path/'bad.spa').write_bytes(b'not a spa')
+    for f in ('notes.txt', 'junk.bin', 'bad.spa', 'missing.csv'):
+        with pytest.raises(ReadError, match=f.replace('.', r'\.')): read_spectra(tmp_path/f)
+    assert issubclass(ReadError, ValueError)
+    ok, errs = read_many([ext/'ftir_ps.0', tmp_path/'notes.txt', tmp_path/'junk.bin', tmp_path/'bad.spa'])
+    assert len(ok) == 1 and len(errs) == 3 and list(errs.columns) == ['file', 'error']
