@@ -8,7 +8,7 @@ Docs: https://mp-cnn.github.io/mp_cnn/readers.html.md"""
 __all__ = ['REFLECTANCE', 'ReadError', 'read_csv', 'read_asp', 'read_jcamp', 'read_spa', 'read_opus', 'read_spc',
            'read_openspecy_json', 'read_openspecy_rds', 'read_envi', 'read_spectra', 'read_many']
 
-# %% ../nbs/00a_readers.ipynb #dc1fdd3c
+# %% ../nbs/00a_readers.ipynb #7f971c18
 import os, io, re, json, struct, zipfile, tempfile, contextlib, warnings
 from pathlib import Path
 
@@ -17,14 +17,14 @@ import pandas as pd
 
 from .data import Spectra, concat, guess_units, UNITS
 
-# %% ../nbs/00a_readers.ipynb #ea04b30d
+# %% ../nbs/00a_readers.ipynb #eec518da
 class ReadError(ValueError):
     "A spectrum file that cannot be read: the message names the file, says why and what to do."
     def __init__(self, path, why, todo="check that it is a spectrum file and export it again as CSV (wavenumber, intensity) if need be"):
         self.path, self.why = str(path), why
         super().__init__(f"cannot read {Path(path).name}: {why}; {todo}.")
 
-# %% ../nbs/00a_readers.ipynb #0f670baf
+# %% ../nbs/00a_readers.ipynb #a6e48a09
 REFLECTANCE = ('%R', 'R')
 
 def _looks_raman(wn):
@@ -48,7 +48,7 @@ def _spectra(path, wn, X, fmt, units=None, spectrum=None, raman=False, **meta):
     sp.meta = m
     return sp
 
-# %% ../nbs/00a_readers.ipynb #1ab4cab2
+# %% ../nbs/00a_readers.ipynb #38a48cc2
 _NUM = re.compile(r'^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$')
 
 def _is_num(s, dec='.'):
@@ -101,7 +101,7 @@ def read_csv(path):
     names = [h.strip('"') for h in head[1:]] if head is not None and len(head) == A.shape[1] else list(range(A.shape[1] - 1))
     return _spectra(path, A[:, 0], A[:, 1:].T, 'csv', spectrum=names)
 
-# %% ../nbs/00a_readers.ipynb #e862e29a
+# %% ../nbs/00a_readers.ipynb #0454004c
 def read_asp(path):
     "Read an Agilent `.asp` file: header (count, first and last wavenumber, 3 more lines), then the intensities."
     lines = _text_lines(path)
@@ -110,7 +110,7 @@ def read_asp(path):
     if len(y) != n: raise ReadError(path, f"the header announces {n} points but {len(y)} follow")
     return _spectra(path, np.linspace(first, last, n), y, 'asp')
 
-# %% ../nbs/00a_readers.ipynb #4ad600a7
+# %% ../nbs/00a_readers.ipynb #f3ae1af3
 def _jcamp_units(yunits, y):
     u = str(yunits or '').lower()
     frac = np.nanmax(y) <= 1.5
@@ -130,7 +130,7 @@ def read_jcamp(path):
     raman = 'raman' in str(d.get('data type', '')).lower()
     return _spectra(path, x, y, 'jcamp', units=_jcamp_units(d.get('yunits'), y), spectrum=[d.get('title', 0)], raman=raman)
 
-# %% ../nbs/00a_readers.ipynb #7d80486e
+# %% ../nbs/00a_readers.ipynb #d116c568
 _SPA_UNITS = {17: 'A', 16: '%T', 11: '%R', 12: 'log(1/R)', 20: 'Kubelka-Munk', 15: 'single beam', 22: 'V'}
 
 def read_spa(path):
@@ -152,7 +152,7 @@ def read_spa(path):
     title = b[30:286].split(b'\0')[0].decode('latin-1').strip()
     return _spectra(path, np.linspace(first, last, len(y)), y, 'spa', units=_SPA_UNITS.get(yunit), spectrum=[title or 0])
 
-# %% ../nbs/00a_readers.ipynb #2a51ddb6
+# %% ../nbs/00a_readers.ipynb #dd244f73
 _OPUS_BLOCKS = {'a': 'A', 't': 'T', 'r': 'R', 'sm': 'single beam'}
 
 def read_opus(path):
@@ -167,7 +167,7 @@ def read_opus(path):
     name = getattr(getattr(o, 'params', None), 'snm', None) or 0
     return _spectra(path, blk.x, blk.y, 'opus', units=_OPUS_BLOCKS[key], spectrum=[name], opus_block=key)
 
-# %% ../nbs/00a_readers.ipynb #847b583f
+# %% ../nbs/00a_readers.ipynb #c237a23a
 _SPC_Y = {2: 'A', 128: '%T', 129: '%R', 4: 'counts'}
 
 def read_spc(path):
@@ -182,7 +182,7 @@ def read_spc(path):
     raman = f.fexper == 11 or f.fxtype == 13
     return _spectra(path, xs[0], [s.y for s in subs], 'spc', units=_SPC_Y.get(f.fytype), raman=raman)
 
-# %% ../nbs/00a_readers.ipynb #8e1d32d1
+# %% ../nbs/00a_readers.ipynb #d95e9f6c
 def _openspecy(path, wn, spectra, md, fmt):
     md = pd.DataFrame(md).reset_index(drop=True)
     md.columns = [str(c) for c in md.columns]
@@ -213,7 +213,7 @@ def read_openspecy_rds(path):
     if not {'wavenumber', 'spectra'} <= set(d): raise ReadError(path, "it is an R object but not an Open Specy one")
     return _openspecy(path, np.asarray(d['wavenumber'], float), pd.DataFrame(d['spectra']), d.get('metadata', {}), 'openspecy-rds')
 
-# %% ../nbs/00a_readers.ipynb #08bdb679
+# %% ../nbs/00a_readers.ipynb #ea1e49b9
 _ENVI_DT = {1: 'u1', 2: 'i2', 3: 'i4', 4: 'f4', 5: 'f8', 12: 'u2', 13: 'u4', 14: 'i8', 15: 'u8'}
 
 def _envi_header(path):
@@ -248,7 +248,7 @@ def read_envi(path):
     sp.meta['x'], sp.meta['y'] = x, y
     return sp
 
-# %% ../nbs/00a_readers.ipynb #abee2833
+# %% ../nbs/00a_readers.ipynb #a34fe37f
 _BY_EXT = {'.csv': read_csv, '.txt': read_csv, '.tsv': read_csv, '.asp': read_asp, '.jdx': read_jcamp, '.dx': read_jcamp,
            '.jcamp': read_jcamp, '.spa': read_spa, '.spc': read_spc, '.json': read_openspecy_json, '.rds': read_openspecy_rds, '.hdr': read_envi}
 _MAGIC = [(b'\x0a\x0a\xfe\xfe', read_opus), (b'Spectral Data File', read_spa), (b'##', read_jcamp), (b'ENVI', read_envi),
@@ -292,7 +292,7 @@ def _read_one(path, units=None):
 
 def _paths(path_or_paths): return list(path_or_paths) if isinstance(path_or_paths, (list, tuple)) else [path_or_paths]
 
-# %% ../nbs/00a_readers.ipynb #7ba50814
+# %% ../nbs/00a_readers.ipynb #48b72f6c
 def read_spectra(path_or_dir, units=None, grid=None):
     "Read a file, a folder or zip (recursively) or a list of them into one `Spectra`; raises `ReadError` on any unreadable file."
     if units is not None and units not in UNITS + REFLECTANCE: raise ValueError(f"unknown units {units!r}: use one of {UNITS + REFLECTANCE}")
