@@ -1,0 +1,122 @@
+"Trainer, checkpoints, resume, DDP on CPU and the `mp-cnn train` command, on problems small enough for seconds each."
+import os, socket, subprocess, sys, textwrap
+from pathlib import Path
+import numpy as np, pandas as pd, pytest, torch
+from safetensors.torch import load_file
+
+from mp_cnn.models import MODEL_NAMES, get_model
+from mp_cnn.train import Trainer, macro_f1, save_checkpoint, load_checkpoint, checkpoint_grid, predict, PROFILES
+from mp_cnn.cli import main
+
+
+def toy(n=64, length=64, k=3, seed=0):
+    g = np.random.default_rng(seed)
+    y = g.integers(0, k, n)
+    x = np.arange(length)
+    X = np.exp(-0.5 * ((x - length * (y[:, None] + 1) / (k + 1)) / 3) ** 2) + 0.3 * g.standard_normal((n, length))
+    return X.astype(np.float32), y
+
+
+def test_macro_f1_matches_hand_computation():
+    t, p = [0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 2, 2]
+    f = [2 * 2 / (2 * 2 + 0 + 1), 2 * 1 / (2 * 1 + 1 + 1), 2 * 1 / (2 * 1 + 1 + 0)]
+    assert macro_f1(t, p) == pytest.approx(np.mean(f))
+    assert macro_f1([0, 1], [0, 1], n_classes=10) == 1.0
+    assert macro_f1(torch.tensor([3, 3]), torch.tensor([3, 1])) == pytest.approx((2 / 3 + 0) / 2)
+
+
+@pytest.mark.parametrize('name', MODEL_NAMES)
+def test_models_train_one_step_and_round_trip(name, tmp_path):
+    torch.manual_seed(0)
+    m = get_model(name, 3, width=0.25, image_size=32 if name.endswith('_2d') else None)
+    X, y = toy(16, 838)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    tr = Trainer(m, (X, y), bs=16, verbose=0)
+    tr.fit(1)
+    assert any(not torch.equal(before[k], v) for k, v in m.state_dict().items())
+    save_checkpoint(tmp_path, m, ['a', 'b', 'c'], np.arange(650., 4000., 4.), [{'step': 'x'}], {'f1': np.float32(0.5)}, dict(seed=0))
+    m2, cfg = load_checkpoint(tmp_path)
+    assert not m2.training and cfg['classes'] == ['a', 'b', 'c'] and cfg['seed'] == 0
+    assert np.array_equal(checkpoint_grid(cfg), np.arange(650., 4000., 4.))
+    assert torch.equal(predict(m, X[:4]), predict(m2, X[:4]))
+
+
+def _run(seed=0, out=None, stop=None, resume=None, epochs=4):
+    torch.manual_seed(seed)
+    m = get_model('alexnet_1d', 3, length=64, width=0.1)
+    Trainer(m, toy(), toy(32, seed=1), bs=16, seed=seed, out=out, verbose=0).fit(
+        epochs, resume=resume, cb=lambda t, row: row['epoch'] == stop)
+    return m.state_dict()
+
+
+def _same(a, b): return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_same_seed_same_weights():
+    assert _same(_run(3, epochs=2), _run(3, epochs=2))
+    assert not _same(_run(3, epochs=2), _run(4, epochs=2))
+
+
+def test_resume_matches_uninterrupted(tmp_path):
+    whole = _run(out=tmp_path/'a')
+    _run(out=tmp_path/'b', stop=2)
+    st = torch.load(tmp_path/'b'/'resume.pt', weights_only=True)
+    assert st['epoch'] == 2
+    resumed = _run(out=tmp_path/'b', resume=tmp_path/'b'/'resume.pt')
+    assert _same(whole, resumed)
+    assert len(pd.read_csv(tmp_path/'b'/'metrics.csv')) == 4
+
+
+def test_lr_find_restores_weights():
+    torch.manual_seed(0)
+    m = get_model('lenet_1d', 3, length=64, width=0.25)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    r = Trainer(m, toy(), bs=16, verbose=0).lr_find(n=20)
+    assert len(r['lrs']) == len(r['losses']) and r['suggestion'] > 0
+    assert _same(before, m.state_dict())
+
+
+DDP_SCRIPT = textwrap.dedent('''
+    import sys, numpy as np, torch
+    from safetensors.torch import save_file
+    from mp_cnn.models import get_model
+    from mp_cnn.train import Trainer, dist_env
+    g = np.random.default_rng(0); X = g.standard_normal((64, 64)).astype(np.float32); y = g.integers(0, 3, 64)
+    torch.manual_seed(0)
+    m = get_model('lenet_1d', 3, length=64, width=0.25)
+    tr = Trainer(m, (X, y), (X[:16], y[:16]), bs=8, verbose=0)
+    assert tr.world == 2
+    tr.fit(2)
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, f"{sys.argv[1]}/rank{dist_env()[0]}.safetensors")
+    torch.distributed.destroy_process_group()
+''')
+
+
+def test_ddp_two_cpu_processes_agree(tmp_path):
+    (tmp_path/'ddp.py').write_text(DDP_SCRIPT)
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--nnodes', '1',
+                        '--master_addr', '127.0.0.1', '--master_port', str(port), str(tmp_path/'ddp.py'), str(tmp_path)],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = load_file(tmp_path/'rank0.safetensors'), load_file(tmp_path/'rank1.safetensors')
+    assert _same(a, b)
+
+
+def test_cli_train_tiny(tmp_path, shared, capsys):
+    out = tmp_path/'run'
+    assert main(['train', '--model', 'lenet_1d', '--profile', 'tiny', '--out', str(out), '--epochs', '2', '--seed', '1']) == 0
+    assert 'epoch 2/2' in capsys.readouterr().out
+    assert {'model.safetensors', 'config.json', 'metrics.csv', 'resume.pt'} <= set(os.listdir(out))
+    m, cfg = load_checkpoint(out)
+    assert cfg['train']['profile'] == 'tiny' and cfg['seed'] == 1 and len(cfg['classes']) == m.config['n_classes']
+    assert 0 <= cfg['metrics']['macro_f1'] <= 1 and cfg['preprocess']
+    assert len(pd.read_csv(out/'metrics.csv')) == 2
+
+
+def test_cli_dispatch(capsys):
+    assert main([]) == 0 and 'train' in capsys.readouterr().out
+    assert main(['nope']) == 2
+    r = subprocess.run(['mp-cnn', 'train', '--help'], capture_output=True, text=True)
+    assert r.returncode == 0 and '--held-out' in r.stdout
