@@ -10,7 +10,7 @@ __all__ = ['TRUNCATIONS', 'CELLULOSE', 'MAGNITUDES', 'PROBABILITIES', 'split_gro
            'add_atmosphere', 'biofilm_spectra', 'cellulose_spectra', 'water_band', 'mix', 'Augmenter', 'balance',
            'augment_then_split', 'AugmentedDataset', 'augment_batch']
 
-# %% ../nbs/02_augment.ipynb #74370264
+# %% ../nbs/02_augment.ipynb #74ace17c
 import functools, math
 
 import numpy as np
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .data import Spectra, concat, DEFAULT_GRID
 
-# %% ../nbs/02_augment.ipynb #d959fabb
+# %% ../nbs/02_augment.ipynb #acf38c83
 def _group_counts(spectra):
     "Group codes, class names and the (groups x classes) count matrix."
     g_codes, groups = pd.factorize(spectra.meta['group'].astype(str))
@@ -42,7 +42,7 @@ def split_groups(spectra, test_size=0.2, seed=0):
     test = in_test[g_codes]
     return spectra[~test], spectra[test]
 
-# %% ../nbs/02_augment.ipynb #e38dc8b2
+# %% ../nbs/02_augment.ipynb #41ae1b0e
 def split_by_source(spectra, held_out):
     "Split into (train, test) with every spectrum from the source(s) `held_out` in test."
     held_out = [held_out] if isinstance(held_out, str) else list(held_out)
@@ -51,7 +51,7 @@ def split_by_source(spectra, held_out):
     test = spectra.meta['source'].isin(held_out).to_numpy()
     return spectra[~test], spectra[test]
 
-# %% ../nbs/02_augment.ipynb #fd5d301c
+# %% ../nbs/02_augment.ipynb #d35e0f35
 def _fill_nan(x):
     "Copy of `x` (rows) with NaN replaced by the nearest measured value in the row (0 for all-NaN rows)."
     ok = ~torch.isnan(x)
@@ -91,7 +91,7 @@ def augmentation(f):
         return out.numpy() if is_np else out
     return _f
 
-# %% ../nbs/02_augment.ipynb #c0d86efe
+# %% ../nbs/02_augment.ipynb #05e6006f
 @augmentation
 def add_noise(wn, x, m, g):
     "White noise of standard deviation `magnitude` times the row's range: a signal-to-noise ratio of 1/`magnitude`."
@@ -112,7 +112,7 @@ def scale(wn, x, m, g):
     "Multiply each row by exp(`magnitude` x N(0, 1)): thickness, contact pressure, particle size."
     return x * torch.exp(m * _rand(g, x, len(x), 1, normal=True))
 
-# %% ../nbs/02_augment.ipynb #36f2f0d3
+# %% ../nbs/02_augment.ipynb #87faa69b
 @augmentation
 def shift(wn, x, m, g):
     "Shift each row along the axis by a uniform random amount in ±`magnitude` cm-1 (linear interpolation)."
@@ -139,7 +139,7 @@ def atr_ratio(wn, x, m, g, wn_ref=2000.):
     k = m * (2 * _rand(g, x, len(x), 1) - 1)
     return x * (wn_ref / wn[None]) ** k
 
-# %% ../nbs/02_augment.ipynb #9edba674
+# %% ../nbs/02_augment.ipynb #fc77383f
 TRUNCATIONS = ((750, math.inf), (1250, math.inf), (0, 3600), (750, 3600), (1250, 3600))
 
 @augmentation
@@ -150,7 +150,7 @@ def truncate(wn, x, m, g, ranges=TRUNCATIONS):
     cut = ((wn[None] < pick[:, :1]) | (wn[None] > pick[:, 1:])) & (_rand(g, x, len(x), 1) < m)
     return x.masked_fill(cut, math.nan)
 
-# %% ../nbs/02_augment.ipynb #0aa551b1
+# %% ../nbs/02_augment.ipynb #fa263d10
 def _lines(wn, centres, heights, hwhm):
     "Sum of Lorentzian lines (height `heights`) at `centres` on axis `wn`."
     return (heights[:, None] / (1 + ((wn[None] - centres[:, None]) / hwhm) ** 2)).sum(0)
@@ -180,11 +180,16 @@ def add_atmosphere(wn, x, m, g):
     a = (2 * _rand(g, x, len(x), 2) - 1) * m * _span(x)
     return x + a @ atmosphere_bands(wn).to(x.dtype)
 
-# %% ../nbs/02_augment.ipynb #06839738
+# %% ../nbs/02_augment.ipynb #8e24f8b2
 def _unit(A):
     "Rows of `A` scaled to max |value| 1, NaN set to 0."
     A = np.nan_to_num(np.asarray(A, np.float32))
     return A / np.maximum(np.abs(A).max(1, keepdims=True), 1e-12)
+
+def _remove(d, p):
+    "`d` minus its least-squares multiple of `p` (on the points both have): the polymer's own bands, attenuated under a biofilm."
+    ok = np.isfinite(d) & np.isfinite(p)
+    return d - (d[ok] @ p[ok]) / max(p[ok] @ p[ok], 1e-12) * p
 
 def biofilm_spectra(spectra):
     "Biofilm estimates from MicroplastiX: mean(biofilm) - mean(no biofilm) per polymer sheet and campaign, scaled to max 1."
@@ -194,7 +199,7 @@ def biofilm_spectra(spectra):
     out = []
     for _, d in mx.groupby(['raw_label', 'campaign']):
         bio = d.index[d['biofilm'].astype(bool)]; nobio = d.index[~d['biofilm'].astype(bool)]
-        if len(bio) and len(nobio): out.append(np.nanmean(spectra.X[bio], 0) - np.nanmean(spectra.X[nobio], 0))
+        if len(bio) and len(nobio): out.append(_remove(np.nanmean(spectra.X[bio], 0) - np.nanmean(spectra.X[nobio], 0), np.nanmean(spectra.X[nobio], 0)))
     return _unit(out) if out else np.zeros((0, len(spectra.wavenumbers)), np.float32)
 
 CELLULOSE = ('plant fibres', 'CE', 'CO')
@@ -219,7 +224,7 @@ def mix(wn, x, m, g, bank=None):
     i = (_rand(g, x, len(x)) * len(bank)).long().clamp_max(len(bank) - 1)
     return x + m * _rand(g, x, len(x), 1) * _span(x) * bank[i]
 
-# %% ../nbs/02_augment.ipynb #25229a7f
+# %% ../nbs/02_augment.ipynb #c73fce20
 MAGNITUDES = dict(biofilm=0.4, cellulose=0.3, water=0.3, broaden=6., atr_ratio=1., shift=4., scale=0.2,
                   add_baseline=0.1, add_atmosphere=0.1, add_noise=0.01, truncate=1.)
 PROBABILITIES = dict(biofilm=0.2, cellulose=0.1, water=0.2, broaden=0.3, atr_ratio=0.5, shift=0.5, scale=0.8,
@@ -270,7 +275,7 @@ class Augmenter:
         return f"Augmenter({', '.join(f'{k}: {len(v)}' for k, v in self.interferents.items())} interferents; " \
                f"{sum(self.probabilities[k] > 0 for k in self.magnitudes)} steps)"
 
-# %% ../nbs/02_augment.ipynb #6b327107
+# %% ../nbs/02_augment.ipynb #2cf3777f
 def balance(train, n_per_class=1000, seed=0, augmenter=None):
     "Bring every class of `train` to `n_per_class`: larger classes are subsampled, smaller ones topped up with augmented copies of their own spectra."
     rng = np.random.default_rng(seed)
@@ -293,14 +298,14 @@ def balance(train, n_per_class=1000, seed=0, augmenter=None):
         parts += [Spectra(train.wavenumbers, train.X[idx], meta.iloc[idx]), Spectra(train.wavenumbers, augmenter(train.X[par], rng), m)]
     return concat(parts)
 
-# %% ../nbs/02_augment.ipynb #5f62bf5d
+# %% ../nbs/02_augment.ipynb #a21141bf
 def augment_then_split(spectra, n_per_class=1000, test_size=0.2, seed=0, augmenter=None):
     "LEAKY, for comparison only: balance all of `spectra` by augmentation, then split (train, test) at random."
     bal = balance(spectra, n_per_class, seed, augmenter)
     test = np.random.default_rng(seed).random(len(bal)) < test_size
     return bal[~test], bal[test]
 
-# %% ../nbs/02_augment.ipynb #38d54b43
+# %% ../nbs/02_augment.ipynb #94285f75
 class AugmentedDataset(torch.utils.data.Dataset):
     "Torch dataset of (augmented spectrum, class index); call `set_epoch` each epoch for fresh, reproducible variants."
     def __init__(self, spectra, classes=None, augmenter=None, transform=None, seed=0):
@@ -316,7 +321,7 @@ class AugmentedDataset(torch.utils.data.Dataset):
         if self.transform is not None: x = self.transform(x)
         return torch.as_tensor(np.asarray(x, np.float32)[0]), int(self.y[i])
 
-# %% ../nbs/02_augment.ipynb #2092282a
+# %% ../nbs/02_augment.ipynb #b72bc3be
 def augment_batch(x: torch.Tensor, wavenumbers=DEFAULT_GRID, augmenter=None, generator=None):
     "Augment the batch tensor `x` (n, p) on its device with `augmenter` (default: `Augmenter` with synthetic water only)."
     augmenter = Augmenter(wavenumbers) if augmenter is None else augmenter
