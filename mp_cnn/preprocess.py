@@ -8,7 +8,7 @@ Docs: https://mp-cnn.github.io/mp_cnn/preprocess.html.md"""
 __all__ = ['MIN_POINTS', 'STEPS', 'NORMS', 'GRID', 'OPEN_SPECY', 'DEFAULT', 'check_spectra', 'absorbance', 'conform', 'flatten',
            'baseline', 'smooth', 'normalise', 'fillna', 'Pipeline', 'library_search', 'loso_search']
 
-# %% ../nbs/01_preprocess.ipynb #ad9983f5
+# %% ../nbs/01_preprocess.ipynb #05504875
 import json, inspect, warnings
 
 import numpy as np
@@ -17,7 +17,7 @@ from scipy.signal import savgol_filter
 
 from .data import Spectra, resample_array, to_absorbance, guess_units, DEFAULT_GRID
 
-# %% ../nbs/01_preprocess.ipynb #dbd6d024
+# %% ../nbs/01_preprocess.ipynb #ea70346a
 MIN_POINTS = 10  # fewer finite points than this is not a spectrum
 
 def _name(meta, i):
@@ -48,7 +48,7 @@ def check_spectra(spectra):
         raise ValueError(f"{_name(meta, i)} is constant ({np.nanmax(X[i]):g} everywhere): not a spectrum; drop it or re-export it")
     return spectra
 
-# %% ../nbs/01_preprocess.ipynb #9ea03983
+# %% ../nbs/01_preprocess.ipynb #2a3d9ee1
 STEPS = {}
 
 def _step(f):
@@ -81,7 +81,7 @@ def _by_span(X, fn, min_len=1):
         out[rows, a:b] = R
     return out
 
-# %% ../nbs/01_preprocess.ipynb #dd984597
+# %% ../nbs/01_preprocess.ipynb #e15d7565
 @_step
 def absorbance(wn, X, units='auto'):
     "Convert to absorbance: `units` 'A', '%T', 'T', 'R', '%R' (reflectance -> log10(1/R)), or 'auto' (per row, by `guess_units`)."
@@ -95,7 +95,7 @@ def absorbance(wn, X, units='auto'):
         with np.errstate(divide='ignore', invalid='ignore'): return wn, np.where(R > 0, -np.log10(R), np.nan)
     return wn, to_absorbance(X, units)
 
-# %% ../nbs/01_preprocess.ipynb #0152d297
+# %% ../nbs/01_preprocess.ipynb #91fa0abe
 @_step
 def conform(wn, X, lo=650., hi=4000., res=4.):
     "Resample onto the grid `np.arange(lo, hi, res)` (or, with `res=None`, keep the native points in [lo, hi])."
@@ -105,7 +105,7 @@ def conform(wn, X, lo=650., hi=4000., res=4.):
     grid = np.arange(lo, hi, res, dtype=np.float64)
     return grid, resample_array(wn, X, grid).astype(np.float64)
 
-# %% ../nbs/01_preprocess.ipynb #342844ec
+# %% ../nbs/01_preprocess.ipynb #bed3af08
 @_step
 def flatten(wn, X, lo=2200., hi=2420., mode='line'):
     "Replace the band [lo, hi] (default: CO2) by the straight line between its edge values (`mode='line'`) or by NaN (`mode='nan'`)."
@@ -122,7 +122,7 @@ def flatten(wn, X, lo=2200., hi=2420., mode='line'):
     X[:, band] = np.where(np.isnan(X[:, band]) & np.isnan(line), np.nan, line)
     return wn, X
 
-# %% ../nbs/01_preprocess.ipynb #5e6405b1
+# %% ../nbs/01_preprocess.ipynb #b41516e7
 def _polyfit_rows(V, W, Y):
     "Weighted least-squares polynomial fit of every row of `Y` (weights `W`, 0 where missing) on the design `V`; returns the fits."
     d = V.shape[1]
@@ -173,7 +173,7 @@ def baseline(wn, X, method='imodpoly', **kw):
         out[i, a:b][ok] = y[ok] - getattr(fitter, method)(y[ok], **kw)[0]
     return wn, out
 
-# %% ../nbs/01_preprocess.ipynb #998812c7
+# %% ../nbs/01_preprocess.ipynb #e15f3db1
 @_step
 def smooth(wn, X, window=11, polyorder=3, deriv=0, abs=False):
     "Savitzky-Golay smoothing (`deriv=0`) or derivative over each row's finite span; `abs=True` then takes the absolute value."
@@ -184,7 +184,7 @@ def smooth(wn, X, window=11, polyorder=3, deriv=0, abs=False):
     out = _by_span(X, f)
     return wn, np.abs(out) if abs else out
 
-# %% ../nbs/01_preprocess.ipynb #1d215bdf
+# %% ../nbs/01_preprocess.ipynb #be1a04b7
 NORMS = ('minmax', 'snv', 'vector')
 
 @_step
@@ -203,7 +203,7 @@ def fillna(wn, X, value=0.):
     "Replace NaN (ranges a spectrum does not cover) by `value`: the last step before a model."
     return wn, np.where(np.isnan(X), value, X)
 
-# %% ../nbs/01_preprocess.ipynb #7f5fb091
+# %% ../nbs/01_preprocess.ipynb #e56b66f4
 class Pipeline:
     "A list of steps `{'step': name, **params}` applied in order to a `Spectra`; JSON-serialisable via `.config`."
     def __init__(self, steps, check=True):
@@ -233,13 +233,13 @@ class Pipeline:
     def __repr__(self):
         return 'Pipeline: ' + ' -> '.join(s['step'] + '(' + ', '.join(f'{k}={v}' for k, v in s.items() if k != 'step') + ')' for s in self.steps)
 
-# %% ../nbs/01_preprocess.ipynb #6b294bb4
+# %% ../nbs/01_preprocess.ipynb #381d3387
 GRID = dict(step='conform', lo=float(DEFAULT_GRID[0]), hi=float(DEFAULT_GRID[-1] + 2), res=float(DEFAULT_GRID[1] - DEFAULT_GRID[0]))
 OPEN_SPECY = [dict(step='absorbance', units='auto'), GRID,
               dict(step='smooth', window=11, polyorder=3, deriv=1, abs=True), dict(step='normalise', method='minmax'),
               dict(step='fillna', value=0.)]
 
-# %% ../nbs/01_preprocess.ipynb #02294a43
+# %% ../nbs/01_preprocess.ipynb #0aa24f9f
 def _unit(X):
     "Rows centred and scaled to unit norm (no NaN)."
     X = X - X.mean(1, keepdims=True)
@@ -285,7 +285,7 @@ def library_search(query_X, library_X, library_labels, top_k=1, chunk=512, min_o
         idx[a:a + chunk], rr[a:a + chunk] = top, np.take_along_axis(r, top, 1)
     return (labels[idx], rr, idx) if return_index else (labels[idx], rr)
 
-# %% ../nbs/01_preprocess.ipynb #e1d6baed
+# %% ../nbs/01_preprocess.ipynb #4739b5a7
 def loso_search(spectra, pipe, held_out=None, skip=('samoa', 'openspecy')):
     "Top-1 library-search accuracy of `pipe` when each source in turn is the query and all other sources the library."
     p = pipe(spectra) if pipe is not None else spectra
@@ -300,6 +300,6 @@ def loso_search(spectra, pipe, held_out=None, skip=('samoa', 'openspecy')):
     out['mean'] = float(np.mean(list(out.values())))
     return out
 
-# %% ../nbs/01_preprocess.ipynb #3fe0ee4b
+# %% ../nbs/01_preprocess.ipynb #a2d55469
 DEFAULT = [dict(step='absorbance', units='auto'), GRID, dict(step='flatten', lo=2200., hi=2420.),
            dict(step='smooth', window=15, polyorder=3, deriv=2), dict(step='normalise', method='vector'), dict(step='fillna', value=0.)]
