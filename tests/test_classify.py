@@ -1,0 +1,83 @@
+import subprocess, sys
+from pathlib import Path
+import numpy as np
+import pandas as pd
+import pytest
+from mp_cnn.classify import Classifier, classify_cli, conformal_quantile, calibrate
+from mp_cnn.readers import read_spectra
+
+@pytest.fixture(scope='module')
+def clf(): return Classifier.load()
+
+@pytest.fixture(scope='module')
+def ext(shared): return shared/'openspecy'/'inst'/'extdata'
+
+def test_loads_offline(clf):
+    assert clf.calibration and 0 < clf.calibration['threshold'] < 1
+    assert len(clf.classes) == 13 and 'microplastix' in clf.config['attribution']
+    assert clf.config['attribution']['microplastix']['licence'] == 'CC BY-SA 4.0'
+
+@pytest.mark.parametrize('name,expected', [('ftir_ps.0', 'PS'), ('ftir_ldpe_soil.asp', 'PE')])
+def test_real_ftir(clf, ext, name, expected):
+    r = clf.predict(read_spectra(ext/name))
+    assert r.label[0] == expected and not r.unknown[0] and r.flag[0] == ''
+
+def test_nitrocellulose_no_crash(clf, ext):
+    r = clf.predict(read_spectra(ext/'fitr_nitrocellulose.jdx'))
+    assert len(r) == 1 and r.top1.notna()[0]     # the model's answer (CA today) is accepted as is
+
+@pytest.mark.parametrize('name', ['raman_hdpe.csv', 'raman_hdpe.json', 'raman_atacamit.spc'])
+def test_raman_flagged(clf, ext, name):
+    r = clf.predict(read_spectra(ext/name))
+    assert (r.flag == 'not mid-IR (Raman?)').all() and r.label.isna().all()
+
+def test_bad_input_flagged(clf):
+    wn = np.arange(650., 4000., 4.)
+    X = np.sin(wn / 40)[None].repeat(4, 0) + 1
+    X[0] = np.nan; X[1, 5:] = np.nan; X[2, wn > 800] = np.nan
+    r = clf.predict((wn, X))
+    assert list(r.flag[:3]) == ['all NaN', 'too short (5 points)', 'covers only 4% of the grid']
+    assert r.label[:3].isna().all()
+    far = clf.predict((np.arange(5000., 9000., 4.), np.sin(np.arange(5000., 9000., 4.))))
+    assert far.flag[0] == 'not mid-IR (NIR?)' and far.label.isna()[0]
+    wl = clf.predict((np.linspace(2.5, 25, 500), np.sin(np.linspace(2.5, 25, 500))))
+    assert wl.flag[0].startswith('outside the grid') and wl.label.isna()[0]
+
+def test_transmittance_same_label(clf, ext):
+    sp = read_spectra(ext/'ftir_ps.0')
+    A = sp.X - np.nanmin(sp.X) + 0.01
+    ra = clf.predict((sp.wavenumbers, A), units='A')
+    rt = clf.predict((sp.wavenumbers[::-1], 100 * 10 ** -A[:, ::-1]), units='%T')
+    rg = clf.predict((sp.wavenumbers, 100 * 10 ** -A))          # %T recognised from the shape
+    assert ra.label[0] == rt.label[0] == rg.label[0] == 'PS'
+    assert abs(ra.probability[0] - rt.probability[0]) < 1e-3
+
+def test_chunks_agree(clf, ext):
+    sp = read_spectra(ext/'CA_tiny_map.zip')
+    a, b = clf.predict(sp), clf.predict(sp, chunk=50)
+    pd.testing.assert_frame_equal(a, b)
+    assert len(a) == 208 and {'x', 'y', 'label', 'probability', 'top3', 'p3', 'unknown', 'prediction_set', 'flag'} <= set(a.columns)
+
+def test_cli(ext, tmp_path, capsys):
+    bad = tmp_path/'broken.spa'; bad.write_bytes(b'\x00\x01garbage' * 10)
+    out = tmp_path/'r.csv'
+    assert classify_cli([str(ext/'ftir_ps.0'), str(ext/'raman_hdpe.csv'), str(bad), '-o', str(out)]) == 0
+    df = pd.read_csv(out)
+    assert len(df) == 3 and list(df.file) == ['ftir_ps.0', 'raman_hdpe.csv', 'broken.spa']
+    assert df.label[0] == 'PS' and df.flag[2].startswith('unreadable: cannot read broken.spa')
+    assert classify_cli([str(bad), str(ext/'raman_hdpe.csv'), '-o', str(out)]) == 1   # nothing classified
+    assert classify_cli([str(ext/'CA_tiny_map.zip'), '-o', str(out)]) == 0
+    assert (tmp_path/'r_CA_tiny_map_zip_CA_small_UF_map.png').exists() or list(tmp_path.glob('r_*_map.png'))
+
+def test_cli_subprocess_glob(ext, tmp_path):
+    r = subprocess.run([sys.executable, '-m', 'mp_cnn.cli', 'classify', str(ext/'ftir_*'), '-o', str(tmp_path/'g.csv')],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert len(pd.read_csv(tmp_path/'g.csv')) == 4
+
+def test_conformal_coverage(clf):
+    s = np.array(clf.calibration['scores'])
+    for alpha in (0.05, 0.1):
+        q = conformal_quantile(s, alpha)
+        assert abs((s <= q).mean() - (1 - alpha)) < 0.01
+    assert conformal_quantile([0.1, 0.2], 0.05) == np.inf
