@@ -7,14 +7,15 @@ Docs: https://mp-cnn.github.io/mp_cnn/classify.html.md"""
 
 # %% ../nbs/06_classify.ipynb #324e08bb
 from __future__ import annotations
-import os, re, sys, json, glob, argparse
+import os, re, sys, json, glob, argparse, warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .data import Spectra, SOURCES
-from .preprocess import Pipeline, STEPS, MIN_POINTS
+from .preprocess import Pipeline, STEPS, MIN_POINTS, _spans
+from .readers import looks_raman
 
 # %% auto #0
 __all__ = ['MIN_COVERAGE', 'BLOCK', 'pretrained_dir', 'attribution', 'input_flags', 'as_spectra', 'conformal_quantile',
@@ -35,10 +36,9 @@ def attribution(sources):
 # %% ../nbs/06_classify.ipynb #b201a629
 def _row_ranges(wn, X):
     "Lowest and highest wavenumber at which each row of `X` is finite (NaN for an all-NaN row)."
-    ok = np.isfinite(X)
-    any_ = ok.any(1)
-    first, last = ok.argmax(1), ok.shape[1] - 1 - ok[:, ::-1].argmax(1)
-    return np.where(any_, wn[first], np.nan), np.where(any_, wn[last], np.nan)
+    first, last = _spans(X)
+    some = last > first
+    return np.where(some, wn[first], np.nan), np.where(some, wn[np.maximum(last - 1, 0)], np.nan)
 
 def input_flags(spectra, grid):
     "Why each spectrum cannot be classified on `grid` (empty string when it can)."
@@ -48,15 +48,16 @@ def input_flags(spectra, grid):
     g0, g1 = float(grid[0]), float(grid[-1])
     cover = np.clip((np.minimum(hi, g1) - np.maximum(lo, g0)) / (g1 - g0), 0, 1)
     hint = spectra.meta['technique_hint'].fillna('').astype(str).str.lower().to_numpy() if 'technique_hint' in spectra.meta else np.full(len(X), '')
-    with np.errstate(invalid='ignore'), __import__('warnings').catch_warnings():
-        __import__('warnings').simplefilter('ignore', RuntimeWarning)
+    with np.errstate(invalid='ignore'), warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)
         flat = ~(np.nanmax(np.where(np.isfinite(X), X, -np.inf), 1) > np.nanmin(np.where(np.isfinite(X), X, np.inf), 1))
+    raman = looks_raman(lo, hi)
     out = []
     for i in range(len(X)):
         if n[i] == 0: f = 'all NaN'
         elif n[i] < MIN_POINTS: f = f'too short ({n[i]} points)'
         elif hi[i] < 400: f = 'outside the grid (wavelengths? convert to cm-1)'
-        elif hint[i] == 'raman' or (lo[i] < 350 and hi[i] < 3600): f = 'not mid-IR (Raman?)'
+        elif hint[i] == 'raman' or raman[i]: f = 'not mid-IR (Raman?)'
         elif lo[i] > 4000: f = 'not mid-IR (NIR?)'
         elif hi[i] <= g0 or lo[i] >= g1: f = 'outside the grid'
         elif cover[i] < MIN_COVERAGE: f = f'covers only {100 * cover[i]:.0f}% of the grid'

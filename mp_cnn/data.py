@@ -130,14 +130,14 @@ def _resample(self:Spectra, grid):
 Spectra.resample = _resample
 
 # %% ../nbs/00_data.ipynb #6d083ef9
-UNITS = ('A', '%T', 'T')
+UNITS = ('A', '%T', 'T', '%R', 'R')
 
 def to_absorbance(X, units='A'):
-    "Convert intensities in `units` ('A' absorbance, '%T' percent transmittance, 'T' fractional transmittance) to absorbance."
+    "Convert intensities in `units` (absorbance 'A', transmittance '%T' or 'T', reflectance '%R' or 'R') to absorbance, log10(1/x)."
     X = np.asarray(X, np.float64)
     if units == 'A': return X
     if units not in UNITS: raise ValueError(f"unknown units {units!r}: use one of {UNITS}")
-    T = X / 100 if units == '%T' else X
+    T = X / 100 if units.startswith('%') else X
     with np.errstate(divide='ignore', invalid='ignore'): return np.where(T > 0, -np.log10(T), np.nan)
 
 def guess_units(X):

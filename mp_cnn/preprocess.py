@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy.signal import savgol_filter
 
-from .data import Spectra, resample_array, to_absorbance, guess_units, DEFAULT_GRID
+from .data import Spectra, resample_array, to_absorbance, guess_units, DEFAULT_GRID, _unit_rows as _unit
 
 # %% ../nbs/01_preprocess.ipynb #ea70346a
 MIN_POINTS = 10  # fewer finite points than this is not a spectrum
@@ -84,16 +84,12 @@ def _by_span(X, fn, min_len=1):
 # %% ../nbs/01_preprocess.ipynb #e15d7565
 @_step
 def absorbance(wn, X, units='auto'):
-    "Convert to absorbance: `units` 'A', '%T', 'T', 'R', '%R' (reflectance -> log10(1/R)), or 'auto' (per row, by `guess_units`)."
-    if units == 'auto':
-        u = guess_units(X)
-        out = X.copy()
-        for k in set(u) - {'A'}: out[u == k] = to_absorbance(X[u == k], k)
-        return wn, out
-    if units in ('R', '%R'):
-        R = X / 100 if units == '%R' else X
-        with np.errstate(divide='ignore', invalid='ignore'): return wn, np.where(R > 0, -np.log10(R), np.nan)
-    return wn, to_absorbance(X, units)
+    "Convert to absorbance with `data.to_absorbance`: `units` 'A', '%T', 'T', '%R', 'R', or 'auto' (per row, by `guess_units`)."
+    if units != 'auto': return wn, to_absorbance(X, units)
+    u = guess_units(X)
+    out = X.copy()
+    for k in set(u) - {'A'}: out[u == k] = to_absorbance(X[u == k], k)
+    return wn, out
 
 # %% ../nbs/01_preprocess.ipynb #91fa0abe
 @_step
@@ -174,6 +170,11 @@ def baseline(wn, X, method='imodpoly', **kw):
     return wn, out
 
 # %% ../nbs/01_preprocess.ipynb #e15f3db1
+def _savgol_edges(window, polyorder, deriv):
+    "scipy's own edge operators (mode 'interp'): the first and last `window // 2` outputs as matrices over the first and last `window` inputs."
+    E = savgol_filter(np.eye(window), window, polyorder, deriv=deriv, axis=1)
+    return E[:, :window // 2], E[:, window - window // 2:]
+
 @_step
 def smooth(wn, X, window=11, polyorder=3, deriv=0, abs=False):
     "Savitzky-Golay smoothing (`deriv=0`) or derivative over each row's finite span; `abs=True` then takes the absolute value."
@@ -181,7 +182,20 @@ def smooth(wn, X, window=11, polyorder=3, deriv=0, abs=False):
         w = min(window, B.shape[1] - (1 - B.shape[1] % 2))
         if w <= polyorder: return np.full_like(B, np.nan) if deriv else B
         return savgol_filter(B, w, polyorder, deriv=deriv, axis=1)
-    out = _by_span(X, f)
+    first, last = _spans(X)
+    cols = np.arange(X.shape[1])
+    inside = (cols >= first[:, None]) & (cols < last[:, None])
+    fast = (last - first >= window) & (np.isfinite(X) == inside).all(1)   # one unbroken span at least a window long
+    out = np.full_like(X, np.nan)
+    if (~fast).any(): out[~fast] = _by_span(X[~fast], f)                  # gaps, short spans: span by span
+    if fast.any():   # all rows at once: one filter pass (right wherever the window lies inside the span), then the edges
+        r, a, b = np.flatnonzero(fast), first[fast], last[fast]
+        Y = savgol_filter(np.where(inside[r], X[r], 0.), window, polyorder, deriv=deriv, axis=1, mode='constant')
+        L, R = _savgol_edges(window, polyorder, deriv)
+        h, k = window // 2, np.arange(len(r))[:, None]
+        Y[k, a[:, None] + np.arange(h)] = X[r[:, None], a[:, None] + np.arange(window)] @ L
+        Y[k, b[:, None] - h + np.arange(h)] = X[r[:, None], b[:, None] - window + np.arange(window)] @ R
+        out[r] = np.where(inside[r], Y, np.nan)
     return wn, np.abs(out) if abs else out
 
 # %% ../nbs/01_preprocess.ipynb #be1a04b7
@@ -240,12 +254,6 @@ OPEN_SPECY = [dict(step='absorbance', units='auto'), GRID,
               dict(step='fillna', value=0.)]
 
 # %% ../nbs/01_preprocess.ipynb #0aa24f9f
-def _unit(X):
-    "Rows centred and scaled to unit norm (no NaN)."
-    X = X - X.mean(1, keepdims=True)
-    n = np.linalg.norm(X, axis=1, keepdims=True)
-    return (X / np.where(n > 0, n, 1)).astype(np.float32)
-
 def _pearson(Q, L, min_overlap):
     "Pearson r of every row of `Q` against every row of `L` over the points finite in both (float32)."
     mq, ml = np.isfinite(Q), np.isfinite(L)

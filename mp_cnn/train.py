@@ -259,42 +259,10 @@ def load_checkpoint(path, device='cpu'):
     return model.to(device).eval(), config
 
 # %% ../nbs/04_train.ipynb #a0745dff
-def _minmax(X):
-    "Stand-in preprocessing: each spectrum scaled to [0, 1] over its measured points, unmeasured (NaN) points set to 0."
-    lo, hi = np.nanmin(X, 1, keepdims=True), np.nanmax(X, 1, keepdims=True)
-    return np.nan_to_num((X - lo) / np.maximum(hi - lo, 1e-12), nan=0.0).astype(np.float32)
-
-def _preprocessor():
-    "(function Spectra -> (grid, float32 array), its JSON config): chapter 1's default pipeline if present, else min-max."
-    try: from mp_cnn.preprocess import Pipeline, DEFAULT
-    except ImportError: return (lambda sp: (sp.wavenumbers, _minmax(sp.X))), [{'step': 'minmax'}, {'step': 'fillna', 'value': 0.0}]
-    p = Pipeline.from_config(DEFAULT)
-    def f(sp):
-        out = p(sp)
-        return getattr(out, 'wavenumbers', sp.wavenumbers), np.asarray(getattr(out, 'X', out), dtype=np.float32)
-    return f, p.config
-
 def _split(sp, valid_size, seed, held_out=None):
-    "(train, valid) Spectra: source `held_out` against the rest, else chapter 2's `split_groups` (a random group split without it)."
-    if held_out is not None:
-        mask = (sp.meta['source'] == held_out).to_numpy()
-        if not mask.any(): raise ValueError(f"no spectra from source {held_out!r}; sources: {sorted(sp.meta['source'].unique())}")
-        return sp[~mask], sp[mask]
-    try: from mp_cnn.augment import split_groups
-    except ImportError:
-        groups = sp.meta['group'].astype(str).to_numpy()
-        u = np.unique(groups)
-        np.random.default_rng(seed).shuffle(u)
-        mask = np.isin(groups, u[:max(1, round(len(u) * valid_size))])
-        return sp[~mask], sp[mask]
-    return split_groups(sp, valid_size, seed)
-
-def _balance(sp, n_per_class, seed):
-    "Chapter 2's `balance` (every class to `n_per_class`, augmented copies for the small ones); `sp` unchanged without it."
-    if not n_per_class: return sp
-    try: from mp_cnn.augment import balance
-    except ImportError: return sp
-    return balance(sp, n_per_class, seed)
+    "(train, valid): source `held_out` against the rest, else a `split_groups` split by physical sample."
+    from mp_cnn.augment import split_groups, split_by_source
+    return split_by_source(sp, held_out) if held_out is not None else split_groups(sp, valid_size, seed)
 
 # %% ../nbs/04_train.ipynb #54199eaf
 def fit_corpus(model='lenet_1d', profile='cpu', out=None, epochs=None, seed=0, held_out=None, spectra=None,
@@ -303,18 +271,20 @@ def fit_corpus(model='lenet_1d', profile='cpu', out=None, epochs=None, seed=0, h
     hp = {**PROFILES[profile], **{k: v for k, v in overrides.items() if v is not None}}
     if epochs: hp['epochs'] = epochs
     t0 = time.time()
-    if spectra is None:
-        from mp_cnn.data import load_corpus
-        spectra = load_corpus()
-    sp = spectra
+    # the earlier chapters are imported here, not at the top, so that loading a checkpoint (chapter 6's cold start) stays fast
+    from mp_cnn.data import load_corpus
+    from mp_cnn.preprocess import Pipeline, DEFAULT
+    from mp_cnn.augment import balance
+    sp = load_corpus() if spectra is None else spectra
     if hp['subset'] and hp['subset'] < len(sp):
         sp = sp[np.sort(np.random.default_rng(seed).choice(len(sp), hp['subset'], replace=False))]
     classes = sorted(sp.meta['label'].unique())
     codes = lambda s: pd.Categorical(s.meta['label'], categories=classes).codes.astype(np.int64)
-    prep, prep_config = _preprocessor()
+    prep = Pipeline.from_config(DEFAULT)
     train, valid = _split(sp, valid_size, seed, held_out)
-    train = _balance(train, hp.get('balance'), seed)
-    (grid, Xtr), (_, Xva) = prep(train), prep(valid)
+    if hp.get('balance'): train = balance(train, hp['balance'], seed)
+    train_p, valid_p = prep(train), prep(valid)
+    grid, Xtr, Xva = train_p.wavenumbers, train_p.X, valid_p.X
     torch.manual_seed(seed)
     is2d = model.endswith('_2d')
     net = get_model(model, len(classes), length=Xtr.shape[1], width=hp['width'], image_size=hp['image_size'] if is2d else None)
@@ -330,7 +300,7 @@ def fit_corpus(model='lenet_1d', profile='cpu', out=None, epochs=None, seed=0, h
                   n_train=len(train), n_valid=len(valid), epochs_run=len(hist), best_epoch=best['epoch'],
                   wall_s=round(time.time() - t0, 1), device=str(tr.device), world_size=tr.world)
     if out and tr.main:
-        save_checkpoint(out, net, classes, grid, prep_config,
+        save_checkpoint(out, net, classes, grid, prep.config,
                         {k: v for k, v in best.items() if k not in ('best', 'time', 'lr')}, config)
     if tr.world > 1: dist.barrier()
     return tr, config
