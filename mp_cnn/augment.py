@@ -8,7 +8,7 @@ Docs: https://mp-cnn.github.io/mp_cnn/augment.html.md"""
 __all__ = ['TRUNCATIONS', 'CELLULOSE', 'MAGNITUDES', 'PROBABILITIES', 'split_groups', 'split_by_source', 'augmentation',
            'add_noise', 'add_baseline', 'scale', 'shift', 'broaden', 'atr_ratio', 'truncate', 'atmosphere_bands',
            'add_atmosphere', 'biofilm_spectra', 'cellulose_spectra', 'water_band', 'mix', 'Augmenter', 'balance',
-           'augment_then_split', 'AugmentedDataset', 'augment_batch']
+           'augment_then_split', 'AugmentedDataset', 'ViewsDataset', 'augment_batch']
 
 # %% ../nbs/02_augment.ipynb #74ace17c
 import functools, math
@@ -226,9 +226,9 @@ def mix(wn, x, m, g, bank=None):
 
 # %% ../nbs/02_augment.ipynb #c73fce20
 MAGNITUDES = dict(biofilm=0.4, cellulose=0.3, water=0.3, broaden=6., atr_ratio=1., shift=4., scale=0.2,
-                  add_baseline=0.1, add_atmosphere=0.1, add_noise=0.01, truncate=1.)
+                  add_baseline=0.1, add_atmosphere=0.1, add_noise=0.03, truncate=1.)
 PROBABILITIES = dict(biofilm=0.2, cellulose=0.1, water=0.2, broaden=0.3, atr_ratio=0.5, shift=0.5, scale=0.8,
-                     add_baseline=0.5, add_atmosphere=0.3, add_noise=0.8, truncate=0.15)
+                     add_baseline=0.5, add_atmosphere=0.3, add_noise=0.8, truncate=0.3)
 _STEPS = dict(broaden=broaden, atr_ratio=atr_ratio, shift=shift, scale=scale, add_baseline=add_baseline,
               add_atmosphere=add_atmosphere, add_noise=add_noise, truncate=truncate)
 
@@ -264,12 +264,12 @@ class Augmenter:
             x = f(wn, x, strength, generator)
         return x
 
-    def __call__(self, X, rng=None):
-        "Augment the rows of numpy array `X` with numpy generator (or seed) `rng`."
+    def __call__(self, X, rng=None, device=None):
+        "Augment the rows of numpy array `X` with numpy generator (or seed) `rng`, computing on `device` (default: CPU; same numbers on a GPU)."
         rng = np.random.default_rng(rng)
         g = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        x = torch.from_numpy(np.atleast_2d(np.asarray(X, np.float32)))
-        return self.torch(x, g).numpy().reshape(np.shape(X))
+        x = torch.from_numpy(np.atleast_2d(np.asarray(X, np.float32))).to(device or 'cpu')
+        return self.torch(x, g).cpu().numpy().reshape(np.shape(X))
 
     def __repr__(self):
         return f"Augmenter({', '.join(f'{k}: {len(v)}' for k, v in self.interferents.items())} interferents; " \
@@ -320,6 +320,25 @@ class AugmentedDataset(torch.utils.data.Dataset):
         if self.augmenter is not None: x = self.augmenter(x, np.random.default_rng([self.seed, self.epoch, i]))
         if self.transform is not None: x = self.transform(x)
         return torch.as_tensor(np.asarray(x, np.float32)[0]), int(self.y[i])
+
+# %% ../nbs/02_augment.ipynb #01ef738e
+class ViewsDataset(torch.utils.data.Dataset):
+    "`n_views` versions of `spectra` made once (the first as is, the rest by `augmenter`), each through `transform` (Spectra -> Spectra); epoch `e` reads view `e % n_views`."
+    def __init__(self, spectra, n_views=4, classes=None, augmenter=None, transform=None, seed=0, device=None, chunk=4096):
+        self.classes = sorted(spectra.labels.astype(str).unique()) if classes is None else list(classes)
+        codes = pd.Categorical(spectra.labels.astype(str), categories=self.classes).codes
+        if (codes < 0).any(): raise ValueError(f"labels {sorted(set(spectra.labels.astype(str)) - set(self.classes))} are not in `classes`")
+        self.y = torch.as_tensor(codes.astype(np.int64))
+        augmenter = Augmenter.from_spectra(spectra) if augmenter is None else augmenter
+        rng = np.random.default_rng(seed)
+        X = spectra.X
+        views = [spectra] + [spectra.with_X(np.concatenate([augmenter(X[i:i + chunk], rng, device) for i in range(0, len(X), chunk)]))
+                             for _ in range(n_views - 1)]
+        self.views = [torch.as_tensor(np.asarray((transform(v) if transform else v).X, np.float32)) for v in views]
+        self.epoch = 0
+    def set_epoch(self, epoch): self.epoch = epoch
+    def __len__(self): return len(self.y)
+    def __getitem__(self, i): return self.views[self.epoch % len(self.views)][i], self.y[i]
 
 # %% ../nbs/02_augment.ipynb #b72bc3be
 def augment_batch(x: torch.Tensor, wavenumbers=DEFAULT_GRID, augmenter=None, generator=None):

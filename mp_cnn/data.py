@@ -10,7 +10,7 @@ __all__ = ['UNITS', 'SOURCES', 'MIN_REAL', 'CLASS_MATERIAL', 'DEFAULT_GRID', 'LA
            'data_dir', 'DataFileError', 'sha256', 'fetch', 'fetch_all', 'read_frond', 'read_kedzierski',
            'read_kedzierski_field', 'read_villegas_camacho', 'read_microplastix', 'read_primpke', 'read_primpke_sup4',
            'read_openspecy_lib', 'read_samoa_reference', 'read_samoa_field', 'Source', 'label_table', 'load_source',
-           'load_corpus']
+           'save_spectra', 'load_spectra', 'load_corpus']
 
 # %% ../nbs/00_data.ipynb #19b5ab61
 import os, json, hashlib, time, warnings, functools
@@ -671,6 +671,28 @@ def _compile_corpus(names, grid, d):
     return c, drops, dict(grouped_near_duplicates=int(same.sum()), merged_into_other_plastic=sorted(small))
 
 # %% ../nbs/00_data.ipynb #0f549a0d
+def save_spectra(spectra, path):
+    "Write `spectra` to `path`.npz (axis, float32 matrix) and `path`.json (metadata with its schema), plus `path`.info.json when it carries `drops`/`info`: no pickle."
+    f = Path(path)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(f.with_suffix('.npz'), wavenumbers=spectra.wavenumbers, X=spectra.X)
+    spectra.meta.to_json(f.with_suffix('.json'), orient='table', index=False)
+    if hasattr(spectra, 'drops') or hasattr(spectra, 'info'):
+        drops = getattr(spectra, 'drops', pd.DataFrame(columns=['dataset', 'reason', 'spectra']))
+        f.with_suffix('.info.json').write_text(json.dumps({**getattr(spectra, 'info', {}), 'drops': drops.to_dict('records')}))
+    return f
+
+def load_spectra(path):
+    "The `Spectra` that `save_spectra` wrote to `path`."
+    f = Path(path)
+    if not f.with_suffix('.npz').exists(): raise FileNotFoundError(f"{f.with_suffix('.npz')} not found: write it with save_spectra(spectra, {str(f)!r})")
+    z = np.load(f.with_suffix('.npz'), allow_pickle=False)
+    c = Spectra(z['wavenumbers'], z['X'], pd.read_json(f.with_suffix('.json'), orient='table'))
+    if f.with_suffix('.info.json').exists():
+        info = json.loads(f.with_suffix('.info.json').read_text())
+        c.drops, c.info = pd.DataFrame(info.pop('drops'), columns=['dataset', 'reason', 'spectra']), info
+    return c
+
 def _cache_dir():
     p = Path(os.environ.get('MP_CNN_CACHE') or pooch.os_cache('mp_cnn'))/'corpus'
     p.mkdir(parents=True, exist_ok=True)
@@ -696,16 +718,8 @@ def load_corpus(sources=None, grid=None, data_dir=None, cache=True):
     for n in names: _ensure(SOURCES[n], d)
     key = _corpus_key(names, grid, d)
     f = _cache_dir()/f'corpus_{key}'
-    if cache and f.with_suffix('.npz').exists():
-        z = np.load(f.with_suffix('.npz'), allow_pickle=False)
-        c = Spectra(z['wavenumbers'], z['X'], pd.read_json(f.with_suffix('.json'), orient='table'))
-        info = json.loads(f.with_suffix('.info.json').read_text())
-        c.drops, c.info = pd.DataFrame(info.pop('drops'), columns=['dataset', 'reason', 'spectra']), info
-        return c
+    if cache and f.with_suffix('.npz').exists(): return load_spectra(f)
     c, drops, info = _compile_corpus(names, grid, d)
-    if cache:
-        np.savez(f.with_suffix('.npz'), wavenumbers=c.wavenumbers, X=c.X)
-        c.meta.to_json(f.with_suffix('.json'), orient='table', index=False)
-        f.with_suffix('.info.json').write_text(json.dumps({**info, 'drops': drops.to_dict('records')}))
     c.drops, c.info = drops, info
+    if cache: save_spectra(c, f)
     return c

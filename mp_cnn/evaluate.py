@@ -18,7 +18,7 @@ from .data import Spectra, DEFAULT_GRID
 from .preprocess import Pipeline, OPEN_SPECY, DEFAULT, library_search
 from .augment import split_groups, split_by_source, augment_then_split, balance, add_noise
 from .models import get_model, count_params
-from .train import PROFILES, Trainer, predict, macro_f1, _git_commit
+from .train import PROFILES, Trainer, predict, macro_f1, training_data, pick_device, _git_commit
 
 # %% auto #0
 __all__ = ['LOSO_SOURCES', 'PROTOCOLS', 'BASELINES', 'KNOWN_BANDS', 'accuracy', 'confusion_matrix', 'per_class',
@@ -138,31 +138,34 @@ def logreg_classifier(steps=200, wd=1e-3, seed=0):
     return f
 
 # %% ../nbs/05_evaluate.ipynb #bfea7351
-def cnn_classifier(name, profile='cpu', epochs=None, seed=0, out=None, balanced=False):
-    "Train CNN `name` with `profile` on train (balanced unless `balanced`), predict test; info has params, train_s, epochs and the model."
-    hp = PROFILES[profile]
+def cnn_classifier(name, profile='cpu', epochs=None, seed=0, out=None, balanced=False, device=None, **overrides):
+    "Train CNN `name` with `profile` (and `overrides`) on train (balanced unless `balanced`), predict test; info has params, train_s, epochs and the model."
+    hp = {**PROFILES[profile], **overrides}
     epochs = epochs or hp['epochs']
     def f(train, test, classes):
         t0 = time.time()
-        tr = train if balanced or not hp['balance'] else balance(train, hp['balance'], seed)
-        X, Q = _prep(DEFAULT, tr), _prep(DEFAULT, test)
+        ds, tr = training_data(train, classes, Pipeline.from_config(DEFAULT), hp, seed, balanced, device or pick_device())
+        Q = _prep(DEFAULT, test)
         torch.manual_seed(seed)
-        net = get_model(name, len(classes), length=X.shape[1], width=hp['width'], image_size=hp['image_size'] if name.endswith('_2d') else None)
-        t = Trainer(net, (X, _codes(tr, classes)), None, bs=hp['bs'], lr=hp['lr'], wd=hp['wd'], label_smoothing=hp['label_smoothing'],
-                    seed=seed, device='cpu', verbose=0)
+        net = get_model(name, len(classes), length=Q.shape[1], width=hp['width'], image_size=hp['image_size'] if name.endswith('_2d') else None)
+        t = Trainer(net, ds, None, bs=hp['bs'], lr=hp['lr'], wd=hp['wd'], label_smoothing=hp['label_smoothing'],
+                    seed=seed, device=device, verbose=0)
         t.fit(epochs)
         train_s = time.time() - t0
         P = predict(net, Q).softmax(1).numpy()
-        return P.argmax(1), P, dict(params=count_params(net), train_s=round(train_s, 1), epochs=epochs, n_fit=len(tr), model=net)
+        net.cpu()
+        return P.argmax(1), P, dict(params=count_params(net), train_s=round(train_s, 1), epochs=epochs, n_fit=len(tr), views=hp.get('views') or 1,
+                                    device=str(t.device), model=net)
     return f
 
 # %% ../nbs/05_evaluate.ipynb #c52c9c9b
 def hardware():
-    "A one-line description of this machine: CPU model, cores torch uses, torch version."
+    "A one-line description of this machine: CPU model, cores torch uses, torch version, GPU (if any)."
     cpu = platform.processor() or platform.machine()
     try: cpu = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
     except Exception: pass
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ''
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}{gpu}"
 
 def evaluate(clf, spectra, protocol, name, seed=0, n_per_class=300, sources=LOSO_SOURCES, **extra):
     "Yield one result row (dict) per split of `protocol` for classifier `clf` called `name`; the row's '_pred' holds the predictions."

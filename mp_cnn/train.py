@@ -23,7 +23,7 @@ from .models import get_model, MODEL_NAMES
 
 # %% auto #0
 __all__ = ['PROFILES', 'dist_env', 'pick_device', 'init_distributed', 'macro_f1', 'predict', 'Trainer', 'checkpoint_grid',
-           'save_checkpoint', 'load_checkpoint', 'fit_corpus', 'train_cli', 'train_throughput']
+           'save_checkpoint', 'load_checkpoint', 'training_data', 'fit_corpus', 'train_cli', 'train_throughput']
 
 # %% ../nbs/04_train.ipynb #6e8fc1c6
 def dist_env():
@@ -59,9 +59,9 @@ def macro_f1(y_true, y_pred, n_classes=None):
 
 # %% ../nbs/04_train.ipynb #98da594c
 PROFILES = {
-    'cpu':  dict(width=0.25, image_size=32, epochs=15, bs=128, lr=3e-3, wd=1e-2, label_smoothing=0.1, patience=5, subset=None, balance=300),
-    'gpu':  dict(width=1.0,  image_size=64, epochs=40, bs=256, lr=1e-3, wd=5e-2, label_smoothing=0.1, patience=8, subset=None, balance=1000),
-    'tiny': dict(width=0.25, image_size=32, epochs=2,  bs=64,  lr=3e-3, wd=1e-2, label_smoothing=0.1, patience=None, subset=480, balance=None),
+    'cpu':  dict(width=0.25, image_size=32, epochs=15, bs=128, lr=3e-3, wd=1e-2, label_smoothing=0.1, patience=5, subset=None, balance=300, views=4),
+    'gpu':  dict(width=1.0,  image_size=64, epochs=40, bs=256, lr=1e-3, wd=5e-2, label_smoothing=0.1, patience=8, subset=None, balance=1000, views=4),
+    'tiny': dict(width=0.25, image_size=32, epochs=2,  bs=64,  lr=3e-3, wd=1e-2, label_smoothing=0.1, patience=None, subset=480, balance=None, views=1),
 }
 
 # %% ../nbs/04_train.ipynb #363f36c1
@@ -114,6 +114,7 @@ class Trainer:
 
     def loader(self, epoch=0):
         "The shuffled training batches of `epoch`: the same order for the same seed and epoch (this rank's share under DDP)."
+        if hasattr(self.train_ds, 'set_epoch'): self.train_ds.set_epoch(epoch)    # AugmentedDataset, ViewsDataset: this epoch's variants
         per_rank = math.ceil(len(self.train_ds) / self.world)
         kw = dict(batch_size=self.bs, drop_last=per_rank > self.bs, pin_memory=self.device.type == 'cuda')
         if self.world > 1:
@@ -227,7 +228,8 @@ def checkpoint_grid(config):
     return g['lo'] + g['step'] * np.arange(g['n']) if isinstance(g, dict) else np.asarray(g, dtype=np.float64)
 
 def _git_commit():
-    "The current git commit of the mp_cnn source tree, or None."
+    "The current git commit of the mp_cnn source tree (`$MP_CNN_COMMIT` where the tree has no .git, e.g. a copy on a GPU box), or None."
+    if os.environ.get('MP_CNN_COMMIT'): return os.environ['MP_CNN_COMMIT']
     try: return subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=Path(__file__).parent, capture_output=True,
                                text=True, timeout=5).stdout.strip() or None
     except Exception: return None
@@ -264,6 +266,14 @@ def _split(sp, valid_size, seed, held_out=None):
     from mp_cnn.augment import split_groups, split_by_source
     return split_by_source(sp, held_out) if held_out is not None else split_groups(sp, valid_size, seed)
 
+def training_data(train, classes, prep, hp, seed=0, balanced=False, device=None):
+    "(dataset, spectra) to train on under profile `hp`: `train` balanced to hp['balance'] per class (unless `balanced`), in hp['views'] views (the first as measured, the rest augmented on `device`), each through `prep`."
+    from mp_cnn.augment import Augmenter, balance, ViewsDataset
+    aug = Augmenter.from_spectra(train)                   # interferents (biofilm, cellulose) from the training part only
+    if hp.get('balance') and not balanced: train = balance(train, hp['balance'], seed, aug)
+    return ViewsDataset(train, hp.get('views') or 1, classes, aug, prep, seed, device), train
+
+
 # %% ../nbs/04_train.ipynb #54199eaf
 def fit_corpus(model='lenet_1d', profile='cpu', out=None, epochs=None, seed=0, held_out=None, spectra=None,
                valid_size=0.2, resume=False, verbose=1, **overrides):
@@ -274,7 +284,6 @@ def fit_corpus(model='lenet_1d', profile='cpu', out=None, epochs=None, seed=0, h
     # the earlier chapters are imported here, not at the top, so that loading a checkpoint (chapter 6's cold start) stays fast
     from mp_cnn.data import load_corpus
     from mp_cnn.preprocess import Pipeline, DEFAULT
-    from mp_cnn.augment import balance
     sp = load_corpus() if spectra is None else spectra
     if hp['subset'] and hp['subset'] < len(sp):
         sp = sp[np.sort(np.random.default_rng(seed).choice(len(sp), hp['subset'], replace=False))]
@@ -282,14 +291,14 @@ def fit_corpus(model='lenet_1d', profile='cpu', out=None, epochs=None, seed=0, h
     codes = lambda s: pd.Categorical(s.meta['label'], categories=classes).codes.astype(np.int64)
     prep = Pipeline.from_config(DEFAULT)
     train, valid = _split(sp, valid_size, seed, held_out)
-    if hp.get('balance'): train = balance(train, hp['balance'], seed)
-    train_p, valid_p = prep(train), prep(valid)
-    grid, Xtr, Xva = train_p.wavenumbers, train_p.X, valid_p.X
+    ds, train = training_data(train, classes, prep, hp, seed, device=pick_device())
+    valid_p = prep(valid)
+    grid = valid_p.wavenumbers
     torch.manual_seed(seed)
     is2d = model.endswith('_2d')
-    net = get_model(model, len(classes), length=Xtr.shape[1], width=hp['width'], image_size=hp['image_size'] if is2d else None)
+    net = get_model(model, len(classes), length=len(grid), width=hp['width'], image_size=hp['image_size'] if is2d else None)
     out = Path(out) if out else None
-    tr = Trainer(net, (Xtr, codes(train)), (Xva, codes(valid)), bs=hp['bs'], lr=hp['lr'], wd=hp['wd'],
+    tr = Trainer(net, ds, (valid_p.X, codes(valid)), bs=hp['bs'], lr=hp['lr'], wd=hp['wd'],
                  label_smoothing=hp['label_smoothing'], seed=seed, out=out, verbose=verbose)
     if tr.main and verbose:
         print(f"{model} | profile {profile} | {tr.device} x{tr.world} | train {len(train)}, valid {len(valid)} spectra, "

@@ -12,7 +12,7 @@ import argparse, os, sys, time, datetime
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 
-from mp_cnn.data import load_corpus
+from mp_cnn.data import load_corpus, load_spectra
 from mp_cnn.preprocess import OPEN_SPECY, DEFAULT, Pipeline
 from mp_cnn.augment import split_groups
 from mp_cnn.models import MODEL_NAMES, get_model
@@ -20,34 +20,34 @@ from mp_cnn.train import PROFILES, save_checkpoint, _git_commit
 from mp_cnn.evaluate import (evaluate, search_classifier, knn_classifier, logreg_classifier, cnn_classifier, hardware,
                              speed_table, summarise, BASELINES, PROTOCOLS)
 
-def classifier(name, profile, epochs, seed, protocol):
+def classifier(name, profile, epochs, seed, protocol, device=None):
     if name == 'search_openspecy': return search_classifier(OPEN_SPECY)
     if name == 'search_default': return search_classifier(DEFAULT)
     if name == 'knn': return knn_classifier()
     if name == 'logreg': return logreg_classifier(seed=seed)
-    return cnn_classifier(name, profile, epochs, seed, balanced=protocol == 'leaky')
+    return cnn_classifier(name, profile, epochs, seed, balanced=protocol == 'leaky', device=device)
 
 def run(a):
-    sp, out = load_corpus(), Path(a.out)
+    sp, out = corpus(a), Path(a.out)
     done = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=['model', 'protocol', 'held_out', 'epochs'])
     base = dict(profile=a.profile, hardware=hardware(), commit=_git_commit())
     for m in a.models.split(','):
         for p in a.protocols.split(','):
             ep = (a.epochs or PROFILES[a.profile]['epochs']) if m not in BASELINES else 0
             prev = done[(done.model == m) & (done.protocol == p)]
-            for row in evaluate(classifier(m, a.profile, ep, a.seed, p), sp, p, m, a.seed, PROFILES[a.profile]['balance'] or 300,
+            for row in evaluate(classifier(m, a.profile, ep, a.seed, p, a.device), sp, p, m, a.seed, PROFILES[a.profile]['balance'] or 300,
                                 sources=[s for s in a.sources.split(',') if not (prev.held_out.astype(str) == s).any()] if p == 'loso' else None,
                                 **base) if not (p != 'loso' and len(prev)) else []:
                 net, classes = row.pop('_model'), row.pop('_classes')
                 y, pred = row.pop('_y'), row.pop('_pred')
-                if net is not None:
+                if net is not None and row.get('device', 'cpu') == 'cpu':     # a GPU run's speed is --speed's job, not a CPU timing here
                     X = torch.randn(2048, net.config['length'])
                     t = time.perf_counter(); net.eval()
                     with torch.inference_mode(): net(X[:256]); t = time.perf_counter(); [net(X[i:i + 512]) for i in range(0, 2048, 512)]
                     row['infer_sps'] = round(2048 / (time.perf_counter() - t))
-                    if p == 'group':
-                        save_checkpoint(Path(a.runs)/f'{m}_group', net, classes, sp.wavenumbers, DEFAULT,
-                                        dict(accuracy=row['accuracy'], macro_f1=row['macro_f1']), dict(model=m, profile=a.profile, epochs=ep, seed=a.seed))
+                if net is not None and p == 'group':
+                    save_checkpoint(Path(a.runs)/f'{m}_group', net, classes, sp.wavenumbers, DEFAULT,
+                                    dict(accuracy=row['accuracy'], macro_f1=row['macro_f1']), dict(model=m, profile=a.profile, epochs=ep, seed=a.seed))
                 Path(a.runs, 'preds').mkdir(parents=True, exist_ok=True)
                 np.savez(Path(a.runs, 'preds', f"{m}_{p}_{row['held_out'] or 'all'}.npz"), y=y, pred=pred, classes=np.array(classes))
                 row['epochs'] = ep or ''
@@ -57,8 +57,12 @@ def run(a):
                 df.to_csv(out, index=False)
                 print(f"{m:18s} {p:6s} {row['held_out']:22s} acc {row['accuracy']:.3f} F1 {row['macro_f1']:.3f} {row['wall_s']:.0f}s", flush=True)
 
+def corpus(a):
+    "The corpus: built from the data files (`load_corpus`), or one that `save_spectra` wrote (`--corpus`, e.g. on a GPU box without them)."
+    return load_spectra(a.corpus) if a.corpus else load_corpus()
+
 def speed(a):
-    sp = load_corpus()
+    sp = corpus(a)
     train, _ = split_groups(sp, 0.2, a.seed)
     q = sp[np.random.default_rng(a.seed).choice(len(sp), 10_000, replace=True)]
     hp, models = PROFILES[a.profile], {}
@@ -66,10 +70,11 @@ def speed(a):
         if m in BASELINES: continue
         ck = Path(a.runs)/f'{m}_group'
         torch.manual_seed(a.seed)
-        models[m] = get_model(m, 13, 838, hp['width'], image_size=hp['image_size'] if m.endswith('_2d') else None)
-    df = speed_table(models, train, q, a.profile)
-    df['hardware'], df['profile'], df['commit'], df['seed'] = hardware(), a.profile, _git_commit(), a.seed
-    df.round(3).to_csv(Path(a.out).parent/'speed.csv', index=False)
+        models[m] = get_model(m, 13, 838, hp['width'], image_size=hp['image_size'] if m.endswith('_2d') else None).to(a.device or 'cpu')
+    df = speed_table(models, train, q, a.profile, a.bs)
+    df['device'] = [(a.device or 'cpu') if m in models else 'cpu' for m in df.method]
+    df['hardware'], df['profile'], df['commit'], df['seed'], df['bs'] = hardware(), a.profile, _git_commit(), a.seed, a.bs
+    df.round(3).to_csv(Path(a.out).parent/(a.speed_out or 'speed.csv'), index=False)
     print(df[['method', 'spectra_per_s', 'spectra_per_s_with_prep', 'x_search_default', 'x_search_openspecy', 'peak_mb']].round(2).to_string(index=False))
 
 def main(argv=None):
@@ -80,6 +85,10 @@ def main(argv=None):
     p.add_argument('--sources', default='frond_2021,kedzierski_2019,villegas_camacho_2024,microplastix,primpke_2018')
     p.add_argument('--epochs', type=int, help="override the profile's epochs (a shorter 'cpu-eval' setting)")
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--corpus', help='a corpus written by mp_cnn.data.save_spectra (path without suffix) instead of load_corpus()')
+    p.add_argument('--device', help="where CNNs train and, with --speed, infer (default: a GPU if there is one, else the CPU)")
+    p.add_argument('--bs', type=int, default=512, help='inference batch size for --speed')
+    p.add_argument('--speed-out', help='file name for --speed (default speed.csv beside --out)')
     p.add_argument('--out', default='results/cpu.csv')
     p.add_argument('--runs', default='runs/eval')
     p.add_argument('--speed', action='store_true'); p.add_argument('--summary', action='store_true')
