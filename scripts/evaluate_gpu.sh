@@ -11,7 +11,7 @@ set -u
 CORPUS=$1; OUT=$2; SECONDS_LEFT=${3:-480}
 PROFILE=${PROFILE:-gpu}; DEVICE=${DEVICE:-cuda}
 W1=${W1:-vgg16_2d}; W2=${W2:-vgg16_1d,lenet_2d}; W3=${W3:-resnet34_1d,resnet34_2d}; W4=${W4:-alexnet_1d,alexnet_2d,lenet_1d}
-E="python scripts/evaluate.py --profile $PROFILE --corpus $CORPUS --device $DEVICE --runs /tmp/mp_cnn_runs ${EPOCHS:+--epochs $EPOCHS}"
+E="${PYTHON:-python3} scripts/evaluate.py --profile $PROFILE --corpus $CORPUS --device $DEVICE --runs /tmp/mp_cnn_runs ${EPOCHS:+--epochs $EPOCHS}"
 [ -n "${SOURCES:-}" ] && E="$E --sources $SOURCES"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
 mkdir -p "$OUT"
