@@ -6,7 +6,8 @@
 # alone on the machine; then four workers share the GPU (these CNNs leave most of an H100/H200 idle), each running its
 # models through the group split, then leave-one-source-out, then the leaky protocol, appending every finished row to
 # its own CSV at once (a run stopped at SECONDS keeps what it finished). Training times are therefore those of one
-# GPU shared by four jobs. Variables for a dry run on a CPU: PROFILE, EPOCHS, DEVICE, SOURCES, W1..W4.
+# GPU shared by four jobs. Variables: PROFILE, EPOCHS, DEVICE, SOURCES, W1..W4 (models per worker), PROTOCOLS,
+# SKIP_SPEED, PREVIOUS (a CSV of rows already finished, to go on where a stopped run ended).
 set -u
 CORPUS=$1; OUT=$2; SECONDS_LEFT=${3:-480}
 PROFILE=${PROFILE:-gpu}; DEVICE=${DEVICE:-cuda}
@@ -16,10 +17,11 @@ E="${PYTHON:-python3} scripts/evaluate.py --profile $PROFILE --corpus $CORPUS --
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> "$OUT/log.txt" 2>&1
-$E --speed --bs 4096 --models "$W1,$W2,$W3,$W4" --out "$OUT/x.csv" --speed-out speed_gpu.csv >> "$OUT/log.txt" 2>&1
+[ -z "${SKIP_SPEED:-}" ] && $E --speed --bs 4096 --models "$W1,$W2,$W3,$W4" --out "$OUT/x.csv" --speed-out speed_gpu.csv >> "$OUT/log.txt" 2>&1
 for i in 1 2 3 4; do
     eval "M=\$W$i"
-    timeout "$SECONDS_LEFT" bash -c "for p in group loso leaky; do $E --models $M --protocols \$p --out $OUT/gpu_$i.csv; done" >> "$OUT/log.txt" 2>&1 &
+    [ -n "${PREVIOUS:-}" ] && cp "$PREVIOUS" "$OUT/gpu_$i.csv"      # rows a stopped run finished: skipped, not rerun
+    timeout "$SECONDS_LEFT" bash -c "for p in ${PROTOCOLS:-group loso leaky}; do $E --models $M --protocols \$p --out $OUT/gpu_$i.csv; done" >> "$OUT/log.txt" 2>&1 &
 done
 wait
 tar czf "$OUT/preds.tgz" -C /tmp/mp_cnn_runs preds 2>> "$OUT/log.txt"
