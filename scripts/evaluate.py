@@ -5,6 +5,8 @@ as soon as it finishes, so a partial run keeps what it has and a rerun skips row
         --models search_openspecy,search_default,knn,logreg,lenet_1d,lenet_2d --protocols leaky,group,loso --out results/cpu.csv
     python scripts/evaluate.py --speed --out results/cpu.csv          # results/speed.csv: CNNs vs library search, 10,000 queries
     python scripts/evaluate.py --summary --out results/cpu.csv        # results/summary.csv from results/cpu.csv
+    scripts/evaluate_gpu.sh CORPUS OUT                                # the gpu profile on a GPU box, then:
+    python scripts/evaluate.py --merge OUT/gpu_*.csv --out results/gpu.csv; python scripts/evaluate.py --summary --out results/gpu.csv
 
 CNNs trained on the `group` protocol are saved to runs/eval/<model>_group (git-ignored); chapter 5 analyses lenet_1d's.
 """
@@ -77,6 +79,14 @@ def speed(a):
     df.round(3).to_csv(Path(a.out).parent/(a.speed_out or 'speed.csv'), index=False)
     print(df[['method', 'spectra_per_s', 'spectra_per_s_with_prep', 'x_search_default', 'x_search_openspecy', 'peak_mb']].round(2).to_string(index=False))
 
+def merge(a):
+    "One row per (model, protocol, held-out source) from `a.merge` (the first file that has it wins), appended to `a.out`."
+    out = Path(a.out)
+    df = pd.concat(([pd.read_csv(out)] if out.exists() else []) + [pd.read_csv(f) for f in a.merge])
+    df = df.drop_duplicates(['model', 'protocol', 'held_out'], keep='first')
+    df.to_csv(out, index=False)
+    print(df.groupby(['model', 'protocol'], sort=False).size().to_string())
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--profile', default='cpu', choices=list(PROFILES))
@@ -92,10 +102,14 @@ def main(argv=None):
     p.add_argument('--out', default='results/cpu.csv')
     p.add_argument('--runs', default='runs/eval')
     p.add_argument('--speed', action='store_true'); p.add_argument('--summary', action='store_true')
+    p.add_argument('--merge', nargs='+', help='CSVs of parallel or resumed runs (scripts/evaluate_gpu.sh) to merge into --out, one row per split')
     a = p.parse_args(argv)
     if a.speed: return speed(a)
+    if a.merge: return merge(a)
     if a.summary:
-        s = summarise(pd.read_csv(a.out)); s.to_csv(Path(a.out).parent/'summary.csv', index=False); print(s.to_string(index=False)); return
+        stem = Path(a.out).stem
+        s = summarise(pd.read_csv(a.out)); s.to_csv(Path(a.out).parent/f"summary{'' if stem == 'cpu' else '_' + stem}.csv", index=False)
+        print(s.to_string(index=False)); return
     run(a)
 
 if __name__ == '__main__': main()
