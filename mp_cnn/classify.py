@@ -211,7 +211,7 @@ def _predict(self:Classifier, spectra, alpha=0.05, top_k=3, units=None, chunk=81
 Classifier._rows, Classifier.predict_iter, Classifier.predict = _rows, _predict_iter, _predict
 
 # %% ../nbs/06_classify.ipynb #7ffc4ddd
-def fit_default(out, spectra=None, seed=0, epochs=None, calib_size=0.15, profile='cpu', model='lenet_1d', verbose=1):
+def fit_default(out, spectra=None, seed=0, epochs=None, calib_size=0.15, profile='gpu', model='lenet_1d', verbose=1):
     "Train `model` on `spectra` (default: the corpus) minus calibration groups, calibrate, and write it all to `out`; the `Classifier`."
     from mp_cnn.train import fit_corpus
     from mp_cnn.augment import split_groups
