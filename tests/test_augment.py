@@ -156,3 +156,22 @@ def test_dataset_epochs():
     assert not torch.equal(x0, ds[2][0])
     ds.set_epoch(0)
     assert torch.equal(x0, ds[2][0])
+
+
+# --- views: every spectrum augmented, made once ---------------------------------------------------------------------
+
+def test_views_dataset(corpus):
+    from mp_cnn.augment import ViewsDataset
+    from mp_cnn.preprocess import Pipeline, DEFAULT
+    sub = corpus[np.sort(np.random.default_rng(0).choice(len(corpus), 300, replace=False))]
+    prep = Pipeline.from_config(DEFAULT)
+    a = ViewsDataset(sub, 3, augmenter=Augmenter.from_spectra(sub), transform=prep, seed=1, chunk=128)
+    b = ViewsDataset(sub, 3, augmenter=Augmenter.from_spectra(sub), transform=prep, seed=1, chunk=128)
+    np.testing.assert_array_equal(a.views[0].numpy(), prep(sub).X)          # view 0 is the spectrum as measured
+    for v in (1, 2):
+        assert torch.equal(a.views[v], b.views[v])                          # reproducible
+        assert not torch.equal(a.views[v], a.views[0])                      # and different from the original
+        assert torch.isfinite(a.views[v]).all()                             # preprocessing filled the truncated ends
+    assert not torch.equal(a.views[1], a.views[2])
+    a.set_epoch(4); x, y = a[5]
+    assert torch.equal(x, a.views[1][5]) and a.classes[int(y)] == sub.labels.iloc[5]

@@ -3,6 +3,7 @@ import functools, http.server, shutil, threading
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -91,3 +92,13 @@ def test_resample_never_extrapolates(lo, width, new_step):
     outside = (grid < wn[0]) | (grid > wn[-1])
     assert np.isnan(out[outside]).all()
     assert np.all(np.isnan(out) | np.isclose(out, 1.0, atol=1e-5))
+
+
+def test_save_load_spectra_round_trip(shared, tmp_path):
+    from mp_cnn.data import load_corpus, save_spectra, load_spectra
+    c = load_corpus(data_dir=shared)
+    back = load_spectra(save_spectra(c, tmp_path/'c'))
+    np.testing.assert_array_equal(back.X, c.X); np.testing.assert_array_equal(back.wavenumbers, c.wavenumbers)
+    pd.testing.assert_frame_equal(back.meta.reset_index(drop=True), c.meta.reset_index(drop=True), check_dtype=False)
+    pd.testing.assert_frame_equal(back.drops, c.drops)
+    with pytest.raises(FileNotFoundError, match='save_spectra'): load_spectra(tmp_path/'none')
