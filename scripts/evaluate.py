@@ -31,12 +31,12 @@ def classifier(name, profile, epochs, seed, protocol, device=None):
 
 def run(a):
     sp, out = corpus(a), Path(a.out)
-    done = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=['model', 'protocol', 'held_out', 'epochs'])
+    done = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=['model', 'protocol', 'held_out', 'epochs', 'seed'])
     base = dict(profile=a.profile, hardware=hardware(), commit=_git_commit())
     for m in a.models.split(','):
         for p in a.protocols.split(','):
             ep = (a.epochs or PROFILES[a.profile]['epochs']) if m not in BASELINES else 0
-            prev = done[(done.model == m) & (done.protocol == p)]
+            prev = done[(done.model == m) & (done.protocol == p) & (done.seed.astype(str) == str(a.seed))] if len(done) else done
             for row in evaluate(classifier(m, a.profile, ep, a.seed, p, a.device), sp, p, m, a.seed, PROFILES[a.profile]['balance'] or 300,
                                 sources=[s for s in a.sources.split(',') if not (prev.held_out.astype(str) == s).any()] if p == 'loso' else None,
                                 **base) if not (p != 'loso' and len(prev)) else []:
@@ -80,10 +80,10 @@ def speed(a):
     print(df[['method', 'spectra_per_s', 'spectra_per_s_with_prep', 'x_search_default', 'x_search_openspecy', 'peak_mb']].round(2).to_string(index=False))
 
 def merge(a):
-    "One row per (model, protocol, held-out source) from `a.merge` (the first file that has it wins), appended to `a.out`."
+    "One row per (model, protocol, held-out source) from `a.merge` (and seed; the first file that has it wins), appended to `a.out`."
     out = Path(a.out)
     df = pd.concat(([pd.read_csv(out)] if out.exists() else []) + [pd.read_csv(f) for f in a.merge])
-    df = df.drop_duplicates(['model', 'protocol', 'held_out'], keep='first')
+    df = df.drop_duplicates(['model', 'protocol', 'held_out', 'seed'], keep='first')
     df.to_csv(out, index=False)
     print(df.groupby(['model', 'protocol'], sort=False).size().to_string())
 
