@@ -1,5 +1,5 @@
 """Augmentation ablation for the trainer's default (chapter 2): the 1-D LeNet, cpu profile, seed 0, on the group split
-(with accuracy under SNR 30/100 noise and truncation below 1250/750 cm-1) and leave-one-source-out. Prints one line per split.
+(with accuracy under SNR 10/30/100 noise and truncation below 1250/750 cm-1) and leave-one-source-out. Prints one line per split.
 
     MP_CNN_DATA=../shared/data python scripts/ablate_augment.py NAME VIEWS [MAGNITUDES_JSON [PROBABILITIES_JSON [PROTOCOLS]]]
     python scripts/ablate_augment.py A 1 '{"add_noise": 0.01}' '{"truncate": 0.15}' group    # before: one view, 1% noise, 15% truncated
@@ -26,7 +26,7 @@ for p in protocols:
         line = f"{name} {p} {row['held_out'] or '-'} acc {row['accuracy']:.3f} f1 {row['macro_f1']:.3f} {row['wall_s']}s"
         if p == 'group':
             _, te = split_groups(sp, 0.2, 0); net = row['_model']; y = _codes(te, row['_classes'])
-            for kind, v in [('snr', 30), ('snr', 100), ('low', 1250), ('low', 750)]:
+            for kind, v in [('snr', 10), ('snr', 30), ('snr', 100), ('low', 1250), ('low', 750)]:
                 pr = predict(net, _prep(DEFAULT, perturbed(te, kind, v))).argmax(1).numpy()
                 line += f" {kind}{v} {(pr == y).mean():.3f}"
         accs.append(row['accuracy']); print(line, flush=True)
