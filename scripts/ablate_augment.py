@@ -5,6 +5,7 @@
     python scripts/ablate_augment.py A 1 '{"add_noise": 0.01}' '{"truncate": 0.15}' group    # before: one view, 1% noise, 15% truncated
     python scripts/ablate_augment.py B 4 '{"add_noise": 0.01}' '{"truncate": 0.15}'          # four views (ViewsDataset), same augmentation
     python scripts/ablate_augment.py C 4                                                      # four views, today's defaults (3% noise, 30% truncated)
+    python scripts/ablate_augment.py D 4 '{"add_noise": 0.1}'                                 # noise to SNR 10: measured, not adopted
 """
 import sys, json, numpy as np, torch
 import mp_cnn.augment as A
