@@ -21,10 +21,11 @@ from .models import get_model, count_params
 from .train import PROFILES, Trainer, predict, macro_f1, training_data, pick_device, _git_commit
 
 # %% auto #0
-__all__ = ['LOSO_SOURCES', 'PROTOCOLS', 'BASELINES', 'KNOWN_BANDS', 'accuracy', 'confusion_matrix', 'per_class',
+__all__ = ['LOSO_SOURCES', 'PROTOCOLS', 'BASELINES', 'PRIOR_LOSO', 'KNOWN_BANDS', 'accuracy', 'confusion_matrix', 'per_class',
            'expected_calibration_error', 'plot_confusion', 'scores', 'protocol_splits', 'search_classifier',
            'knn_classifier', 'logreg_classifier', 'cnn_classifier', 'hardware', 'evaluate', 'timed', 'speed_table',
-           'summarise', 'breakdown', 'perturbed', 'integrated_gradients', 'top_bands', 'nearest_band']
+           'summarise', 'protocol_table', 'loso_table', 'breakdown', 'perturbed', 'integrated_gradients', 'top_bands',
+           'nearest_band']
 
 # %% ../nbs/05_evaluate.ipynb #2d730a33
 def accuracy(y_true, y_pred):
@@ -235,6 +236,27 @@ def summarise(df):
                 epochs=('epochs', 'first') if 'epochs' in df else ('accuracy', 'size'),
                 profile=('profile', 'first'), seed=('seed', 'first'), commit=('commit', 'first'), hardware=('hardware', 'first')).reset_index()
     return out.round(4)
+
+# %% ../nbs/05_evaluate.ipynb #0e2554b6
+PRIOR_LOSO = dict(frond_2021=0.85, kedzierski_2019=0.90, microplastix=0.90, primpke_2018=0.61, villegas_camacho_2024=0.82)  # Open Specy search, reported before
+
+def protocol_table(res):
+    "One row per (model, profile) of result rows `res`: accuracy / macro-F1 per protocol, LOSO splits, params, epochs, group-split training seconds; best LOSO first."
+    summ = pd.concat([summarise(r) for _, r in res.groupby('profile')])
+    tab = summ.pivot(index=['model', 'profile'], columns='protocol', values=['accuracy', 'macro_f1'])
+    tab.columns = [f'{p} {m.replace("accuracy", "acc").replace("macro_f1", "F1")}' for m, p in tab.columns]
+    at = lambda p: summ[summ.protocol == p].set_index(['model', 'profile'])
+    by = summ.groupby(['model', 'profile'])
+    tab = tab.assign(n_loso=at('loso').n_splits, params=by.params.first(), epochs=by.epochs.max(), group_train_s=at('group').train_s)
+    cols = [c for c in ['group acc', 'group F1', 'loso acc', 'loso F1', 'n_loso', 'leaky acc', 'leaky F1', 'params', 'epochs', 'group_train_s'] if c in tab]
+    return tab[cols].sort_values('loso acc' if 'loso acc' in tab else cols[0], ascending=False)
+
+def loso_table(res, prior=PRIOR_LOSO):
+    "LOSO accuracy of result rows `res` per held-out lab, one row per 'model (profile)', with the mean over `LOSO_SOURCES` and `prior` as a row."
+    loso = res[res.protocol == 'loso'].assign(model=lambda d: d.model + ' (' + d.profile + ')').pivot_table(index='model', columns='held_out', values='accuracy')
+    if prior: loso.loc['prior: Open Specy search (reported)'] = pd.Series(prior)
+    loso['mean'] = loso[[s for s in LOSO_SOURCES if s in loso]].mean(axis=1)
+    return loso.sort_values('mean', ascending=False)
 
 # %% ../nbs/05_evaluate.ipynb #bb900b7f
 def breakdown(test, y, pred, by):

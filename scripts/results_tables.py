@@ -1,13 +1,13 @@
 """Write the tables of results/README.md (between its `<!-- tables -->` markers) from the CSVs beside it: no figure typed by hand.
+The tables are chapter 5's `protocol_table` and `loso_table`, so the README and the notebook cannot disagree.
 
     python scripts/results_tables.py
 """
 from pathlib import Path
 import pandas as pd
-from mp_cnn.evaluate import summarise, LOSO_SOURCES
+from mp_cnn.evaluate import protocol_table, loso_table
 
 R = Path(__file__).resolve().parents[1]/'results'
-PRIOR_LOSO = dict(frond_2021=0.85, kedzierski_2019=0.90, microplastix=0.90, primpke_2018=0.61, villegas_camacho_2024=0.82)
 
 def md(df, floatfmt=3):
     "A markdown table of `df` (index included); whole floats as integers, others to `floatfmt` decimals (round columns first for fewer)."
@@ -18,21 +18,12 @@ def md(df, floatfmt=3):
 
 def tables():
     res = pd.concat([pd.read_csv(R/f'{f}.csv') for f in ('cpu', 'gpu') if (R/f'{f}.csv').exists()])
-    summ = pd.concat([summarise(r) for _, r in res.groupby('profile')])
-    tab = summ.pivot(index=['model', 'profile'], columns='protocol', values=['accuracy', 'macro_f1'])
-    tab.columns = [f'{p} {m.replace("accuracy", "acc").replace("macro_f1", "F1")}' for m, p in tab.columns]
-    by = summ.groupby(['model', 'profile'])
-    tab = tab.assign(n_loso=summ[summ.protocol == 'loso'].set_index(['model', 'profile']).n_splits, params=by.params.first(),
-                     epochs=by.epochs.max(), group_train_s=summ[summ.protocol == 'group'].set_index(['model', 'profile']).train_s)
-    cols = [c for c in ['group acc', 'group F1', 'loso acc', 'loso F1', 'n_loso', 'leaky acc', 'leaky F1', 'params', 'epochs', 'group_train_s'] if c in tab]
+    tab = protocol_table(res)
     out = ['## Models x protocols (`summary.csv`, `summary_gpu.csv`)', '',
            'Accuracy and macro-F1; LOSO = mean over `n_loso` held-out labs; sorted by LOSO accuracy. `profile` cpu = this 2-core CPU,',
            'gpu = NVIDIA H200 shared by four jobs; `group_train_s` = seconds for balancing, augmented views and training on the group split.', '',
-           md(tab[cols].assign(group_train_s=tab.group_train_s.round(0)).sort_values('loso acc', ascending=False))]
-    loso = res[res.protocol == 'loso'].assign(model=lambda d: d.model + ' (' + d.profile + ')').pivot_table(index='model', columns='held_out', values='accuracy')
-    loso.loc['prior: Open Specy search (reported)'] = pd.Series(PRIOR_LOSO)
-    loso['mean'] = loso[list(LOSO_SOURCES)].mean(axis=1)
-    out += ['', '## Leave one source out, accuracy per held-out lab', '', md(loso.sort_values('mean', ascending=False))]
+           md(tab.assign(group_train_s=tab.group_train_s.round(0)))]
+    out += ['', '## Leave one source out, accuracy per held-out lab', '', md(loso_table(res))]
     for f, title in (('speed', "this CPU, `cpu` profile widths"), ('speed_cpu_full_width', 'this CPU, full-width LeNets (`gpu` profile)'),
                      ('speed_gpu', 'NVIDIA H200, `gpu` profile, CNNs on the GPU in batches of 4,096, library search on 4 CPU threads')):
         if not (R/f'{f}.csv').exists(): continue
