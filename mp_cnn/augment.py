@@ -325,10 +325,10 @@ class AugmentedDataset(torch.utils.data.Dataset):
 class ViewsDataset(torch.utils.data.Dataset):
     "`n_views` versions of `spectra` made once (the first as is, the rest by `augmenter`), each through `transform` (Spectra -> Spectra); epoch `e` reads view `e % n_views`."
     def __init__(self, spectra, n_views=4, classes=None, augmenter=None, transform=None, seed=0, device=None, chunk=4096):
-        self.classes = sorted(spectra.labels.astype(str).unique()) if classes is None else list(classes)
-        codes = pd.Categorical(spectra.labels.astype(str), categories=self.classes).codes
-        if (codes < 0).any(): raise ValueError(f"labels {sorted(set(spectra.labels.astype(str)) - set(self.classes))} are not in `classes`")
-        self.y = torch.as_tensor(codes.astype(np.int64))
+        labels = spectra.labels.astype(str)
+        self.classes = sorted(labels.unique()) if classes is None else list(classes)
+        if set(labels) - set(self.classes): raise ValueError(f"labels {sorted(set(labels) - set(self.classes))} are not in `classes`")
+        self.y = torch.as_tensor(pd.Categorical(labels, categories=self.classes).codes.astype(np.int64))
         augmenter = Augmenter.from_spectra(spectra) if augmenter is None else augmenter
         rng = np.random.default_rng(seed)
         X = spectra.X

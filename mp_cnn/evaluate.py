@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .data import Spectra, DEFAULT_GRID
 from .preprocess import Pipeline, OPEN_SPECY, DEFAULT, library_search
-from .augment import split_groups, split_by_source, augment_then_split, balance, add_noise
+from .augment import split_groups, split_by_source, augment_then_split, add_noise
 from .models import get_model, count_params
 from .train import PROFILES, Trainer, predict, macro_f1, training_data, pick_device, _git_commit
 
@@ -139,7 +139,7 @@ def logreg_classifier(steps=200, wd=1e-3, seed=0):
     return f
 
 # %% ../nbs/05_evaluate.ipynb #bfea7351
-def cnn_classifier(name, profile='cpu', epochs=None, seed=0, out=None, balanced=False, device=None, **overrides):
+def cnn_classifier(name, profile='cpu', epochs=None, seed=0, balanced=False, device=None, **overrides):
     "Train CNN `name` with `profile` (and `overrides`) on train (balanced unless `balanced`), predict test; info has params, train_s, epochs and the model."
     hp = {**PROFILES[profile], **overrides}
     epochs = epochs or hp['epochs']

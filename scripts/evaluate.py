@@ -10,12 +10,12 @@ as soon as it finishes, so a partial run keeps what it has and a rerun skips row
 
 CNNs trained on the `group` protocol are saved to runs/eval/<model>_group (git-ignored); chapter 5 analyses lenet_1d's.
 """
-import argparse, os, sys, time, datetime
+import argparse, time, datetime
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 
 from mp_cnn.data import load_corpus, load_spectra
-from mp_cnn.preprocess import OPEN_SPECY, DEFAULT, Pipeline
+from mp_cnn.preprocess import OPEN_SPECY, DEFAULT
 from mp_cnn.augment import split_groups
 from mp_cnn.models import MODEL_NAMES, get_model
 from mp_cnn.train import PROFILES, save_checkpoint, _git_commit
@@ -70,9 +70,8 @@ def speed(a):
     hp, models = PROFILES[a.profile], {}
     for m in a.models.split(','):
         if m in BASELINES: continue
-        ck = Path(a.runs)/f'{m}_group'
         torch.manual_seed(a.seed)
-        models[m] = get_model(m, 13, 838, hp['width'], image_size=hp['image_size'] if m.endswith('_2d') else None).to(a.device or 'cpu')
+        models[m] = get_model(m, sp.labels.nunique(), len(sp.wavenumbers), hp['width'], image_size=hp['image_size'] if m.endswith('_2d') else None).to(a.device or 'cpu')
     df = speed_table(models, train, q, a.profile, a.bs)
     df['device'] = [(a.device or 'cpu') if m in models else 'cpu' for m in df.method]
     df['hardware'], df['profile'], df['commit'], df['seed'], df['bs'] = hardware(), a.profile, _git_commit(), a.seed, a.bs
