@@ -7,7 +7,7 @@ to time a rebuild of MicroplastiX from such a mirror:
 
 It prints the files and bytes served, the time of a cold rebuild and of a second (cached) one, and checks the rebuilt rows
 against the shared copy value for value."""
-import hashlib, http.server, json, math, os, shutil, subprocess, tempfile, threading, time
+import hashlib, http.server, json, math, os, shutil, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
 import numpy as np
@@ -124,7 +124,7 @@ if __name__ == '__main__':
         commit = subprocess.run(['git', 'describe', '--always', '--dirty'], capture_output=True, text=True).stdout.strip()
         res = dict(spectra=n, mb_served=n_bytes / 1e6, kb_per_spectrum_file=np.mean(sizes) / 1e3, xlsx_kb=(tree/'metadata.xlsx').stat().st_size / 1e3,
                    cold_s=round(cold, 1), warm_s=round(warm, 1), requests=n_req, requests_warm=n_req2, workers=a.workers, cores=os.cpu_count(),
-                   commit=commit, command=f'MP_CNN_DATA=../shared/data python scripts/mpx_mirror.py --n {a.n}')
+                   commit=commit, command='MP_CNN_DATA=../shared/data python ' + ' '.join(sys.argv))
         if a.out: Path(a.out).write_text(json.dumps(res, indent=1) + '\n')
         print(f"mirror of {n} spectra written in {t_write:.1f} s; cold rebuild {cold:.1f} s ({n_req} requests, {n_bytes/1e6:.1f} MB served, "
               f"{a.workers} threads); from the cache {warm:.1f} s ({n_req2} requests); rebuilt rows equal the shared copy: yes "
