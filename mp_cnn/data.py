@@ -308,12 +308,14 @@ def mpx_metadata(xlsx, # upstream `metadata.xlsx`
     md = pd.read_excel(xlsx, sheet_name='Sheet1', engine='openpyxl').rename(columns={'Unnamed: 0': 'source_row'})
     return md[md['Analysis'] == 'ATR'].sort_values('file').reset_index(drop=True)
 
+_PRECISIONS = (None,) if int(pd.__version__.split('.')[0]) >= 3 else (None, 'round_trip')
+
 def read_mpx_spectrum(path, # one upstream `spectra/*_ATR_*.csv` file (`cm-1,A`)
                       spec_hash:str, # its `spec_hash` in the metadata
                      ):
     "The (n, 2) float64 array of wavenumbers and absorbance in `path`, checked against `spec_hash` (sha256 of its bytes)."
-    for prec in (None, 'round_trip'):   # the C parser's default, else the exact one: either reading must give the hashed array
-        try: a = pd.read_csv(path, float_precision=prec).to_numpy(np.float64)
+    for prec in _PRECISIONS:   # the C parser's default, and before pandas 3 also its exact one: either reading must give the hashed array
+        try: a = pd.read_csv(path, **({'float_precision': prec} if prec else {})).to_numpy(np.float64)
         except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
             raise DataFileError(f"{path} is not a two-column spectrum ({type(e).__name__}: {e}): delete it and fetch again") from e
         if a.ndim == 2 and a.shape[1] == 2 and hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest() == spec_hash: return a

@@ -114,6 +114,7 @@ if __name__ == '__main__':
         t0 = time.perf_counter(); tree = write_mpx_tree(shared, tmp/'mirror', pick(md, a.n)); t_write = time.perf_counter() - t0
         mdata.MPX_METADATA_BLOB = git_blob(tree/'metadata.xlsx')   # the stand-in's metadata is not the pinned blob
         with Server(routes(shared, tmp/'mirror')) as s:
+            load = os.getloadavg()[0]   # this machine is shared: how busy it was when the timing started
             t0 = time.perf_counter(); rebuild_microplastix(tmp/'data', s.url + MPX_PATH, a.workers, progress=False); cold = time.perf_counter() - t0
             n_req, n_bytes = len(s.requests), s.bytes
             for f in ['mpx_atr.csv.gz', 'mpx_atr_metadata.csv.gz', 'REBUILT.json']: (tmp/'data'/'microplastix'/f).unlink()
@@ -123,10 +124,10 @@ if __name__ == '__main__':
         sizes = [f.stat().st_size for f in (tree/'spectra').iterdir()]
         commit = subprocess.run(['git', 'describe', '--always', '--dirty'], capture_output=True, text=True).stdout.strip()
         res = dict(spectra=n, mb_served=n_bytes / 1e6, kb_per_spectrum_file=np.mean(sizes) / 1e3, xlsx_kb=(tree/'metadata.xlsx').stat().st_size / 1e3,
-                   cold_s=round(cold, 1), warm_s=round(warm, 1), requests=n_req, requests_warm=n_req2, workers=a.workers, cores=os.cpu_count(),
+                   cold_s=round(cold, 1), warm_s=round(warm, 1), requests=n_req, requests_warm=n_req2, workers=a.workers, cores=os.cpu_count(), load_avg_1min=round(load, 1),
                    commit=commit, command='MP_CNN_DATA=../shared/data python ' + ' '.join(sys.argv))
         if a.out: Path(a.out).write_text(json.dumps(res, indent=1) + '\n')
         print(f"mirror of {n} spectra written in {t_write:.1f} s; cold rebuild {cold:.1f} s ({n_req} requests, {n_bytes/1e6:.1f} MB served, "
               f"{a.workers} threads); from the cache {warm:.1f} s ({n_req2} requests); rebuilt rows equal the shared copy: yes "
-              f"({os.cpu_count()} cores)")
+              f"({os.cpu_count()} cores, load average {load:.1f})")
     finally: shutil.rmtree(tmp, ignore_errors=True)
