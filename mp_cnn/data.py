@@ -206,14 +206,15 @@ def _mirrored(url):
     return m.rstrip('/') + '/' + url[len(_GH):] if m and url and url.startswith(_GH) else url
 
 def make_file_registry(shared_dir, out=None):
-    "Build the file registry (folder, file, sha256, url) from the `SHA256SUMS` files under `shared_dir`; write it to `out` if given."
+    "Build the file registry (folder, file, sha256, url) from the `SHA256SUMS` files under `shared_dir`; write it to `out` if given. Files with no pinned upstream (`foreign_files/`: reader test material, never shipped) are left out."
     rows = []
     for sums in sorted(Path(shared_dir).glob('*/SHA256SUMS')):
         for line in sums.read_text().splitlines():
             if not line.strip(): continue
             sha, file = line.split(maxsplit=1)
-            rows.append(dict(folder=sums.parent.name, file=file.strip().lstrip('*'), sha256=sha,
-                             url=_upstream_url(sums.parent.name, file.strip().lstrip('*'))))
+            file = file.strip().lstrip('*')
+            url = _upstream_url(sums.parent.name, file)
+            if url: rows.append(dict(folder=sums.parent.name, file=file, sha256=sha, url=url))
     df = pd.DataFrame(rows)
     if out is not None: Path(out).parent.mkdir(parents=True, exist_ok=True); df.to_csv(out, index=False)
     return df
@@ -257,6 +258,11 @@ def _check_file(path, expected, url=None):
     if got not in expected:
         raise DataFileError(f"{path} is corrupt or truncated: its sha256 is {got}, expected {' or '.join(expected)}. "
                             f"Delete it and run mp_cnn.data.fetch() again" + (f" (upstream: {url})" if url else '') + '.')
+
+def _rebuilt_hashes(folder):
+    "sha256 of the tables this machine rebuilt in `folder` (the shared copy's differ: it was compressed otherwise)."
+    f = Path(folder)/'REBUILT.json'
+    return {k: [v] for k, v in json.loads(f.read_text())['sha256'].items()} if f.exists() else {}
 
 def fetch(folder:str, # a source folder of the registry, e.g. 'samoa' or 'microplastix'
           data_dir=None, # where the folder goes (default: `data_dir()`)
@@ -384,11 +390,6 @@ def _download_all(jobs, workers=8, progress=True):
     with ThreadPoolExecutor(workers) as ex:
         list(tqdm(ex.map(one, jobs), total=len(jobs), desc='MicroplastiX spectra', unit='file', disable=not progress))
     if bad: raise DataFileError(f"{len(bad)} of {len(jobs)} downloads failed (the others are cached; run fetch('microplastix') again): " + '; '.join(bad[:5]))
-
-def _rebuilt_hashes(folder):
-    "sha256 of the tables this machine rebuilt in `folder` (the shared copy's differ: it was compressed otherwise)."
-    f = Path(folder)/'REBUILT.json'
-    return {k: [v] for k, v in json.loads(f.read_text())['sha256'].items()} if f.exists() else {}
 
 def rebuild_microplastix(data_dir=None, # data directory (default `data_dir()`): tables go to its `microplastix/`, downloads to `microplastix/upstream/`
                          repo_url:str=None, # the repository at the pinned commit (default `MPX_REPO`, or its `$MP_CNN_UPSTREAM` mirror)
