@@ -112,6 +112,7 @@ def test_failed_download_is_named(upstream, tmp_path, monkeypatch):
 def test_metadata_must_be_the_pinned_file(mirror, monkeypatch, tmp_path):
     monkeypatch.setenv('MP_CNN_UPSTREAM', mirror.srv.url)                      # the stand-in's metadata.xlsx is not upstream's blob
     with pytest.raises(DataFileError, match='not the pinned metadata.xlsx.*217ffeb2'): fetch('microplastix', tmp_path)
+    assert not (tmp_path/'microplastix'/'upstream'/'metadata.xlsx').exists()   # not kept: the next run downloads it again
 
 
 def test_chapter0_loading_in_a_clean_process(mirror, tmp_path):
