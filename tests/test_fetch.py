@@ -136,3 +136,17 @@ def test_chapter0_loading_in_a_clean_process(mirror, tmp_path):
     d = tmp_path/'home'/'.cache'/'mp_cnn'
     for f in ['microplastix/mpx_atr.csv.gz', 'primpke/primpke2018_spectra.csv', 'samoa/Samoa_supplementary_data.csv', 'openspecy/material_hierarchy.csv']:
         assert (d/f).exists(), f
+
+
+def test_shared_layout_mirror_serves_the_tables(shared, tmp_path):
+    "A mirror of the shared folder (`base_url`) serves the MicroplastiX tables themselves: no rebuild, the registered sha256 checked."
+    with mpx_mirror.Server({f'microplastix/{f}': shared/'microplastix'/f for f in ['mpx_atr.csv.gz', 'mpx_atr_metadata.csv.gz']}) as srv:
+        paths = fetch('microplastix', tmp_path, base_url=srv.url)
+        assert sorted(srv.requests) == ['/microplastix/mpx_atr.csv.gz', '/microplastix/mpx_atr_metadata.csv.gz']
+    assert [sha256(p) for p in paths] == [sha256(shared/'microplastix'/p.name) for p in paths]
+    assert not (tmp_path/'microplastix'/'upstream').exists()
+
+
+def test_missing_xlsx_reader_says_what_to_install(upstream, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'openpyxl', None)                         # as if openpyxl were not installed
+    with pytest.raises(ImportError, match=r'pip install openpyxl \(or mp_cnn\[rebuild\]\)'): fetch('microplastix', tmp_path)
