@@ -367,9 +367,8 @@ def mpx_tables(md, # `mpx_metadata` rows
             raise DataFileError(f"{f}: its axis runs {x[0]:g} to {x[-1]:g} cm-1, not 4000 downwards in 1 cm-1 steps as PROVENANCE.md describes")
         enc.append(mpx_encoding(y)); X[i, :len(y)] = mpx_written(y, enc[-1])
     md = md.assign(source_y_encoding=enc)
-    head = md[_MPX_HEAD].copy()
-    for c in ['SpecNo', 'ATRcorrection', 'BaselineCorrection']: head[c] = head[c].astype('Int64')
-    return pd.concat([head, pd.DataFrame(X, columns=[str(w) for w in MPX_AXIS])], axis=1), md
+    for c in ['SpecNo', 'ATRcorrection', 'BaselineCorrection']: md[c] = md[c].astype('Int64')   # integers, empty where upstream has none
+    return pd.concat([md[_MPX_HEAD], pd.DataFrame(X, columns=[str(w) for w in MPX_AXIS])], axis=1), md
 
 def _download(url, path, tries=3):
     "`url` to `path` with pooch (kept when present), retried with a pause: thousands of requests meet the odd failure."

@@ -70,6 +70,9 @@ def test_rebuild_equals_shared_and_is_cached(upstream, shared, tmp_path):
     got = _mpx_requests(srv, start)
     assert len(got) == 1 + N and not any('_Raman_' in r for r in got)           # metadata.xlsx and each ATR spectrum once
     assert mpx_mirror.same_rows(tmp_path/'microplastix', shared) == N            # value for value the shared rows
+    import gzip
+    heads = [gzip.open(p, 'rt').readline().strip() for p in paths]               # same columns, in the same order, as the shared copy
+    assert heads == [gzip.open(shared/'microplastix'/p.name, 'rt').readline().strip() for p in paths]
     rebuilt = json.loads((tmp_path/'microplastix'/'REBUILT.json').read_text())
     assert rebuilt['spectra'] == N and rebuilt['sha256']['mpx_atr.csv.gz'] == sha256(paths[0])
     n = len(srv.requests)
