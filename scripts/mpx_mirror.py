@@ -6,8 +6,8 @@ to time a rebuild of MicroplastiX from such a mirror:
     MP_CNN_DATA=../shared/data python scripts/mpx_mirror.py --n 2394 --out results/mpx_rebuild.json   # every spectrum that can be reconstructed
 
 It prints the files and bytes served, the time of a cold rebuild and of a second (cached) one, and checks the rebuilt rows
-against the shared copy value for value."""
-import hashlib, http.server, json, math, os, shutil, subprocess, sys, tempfile, threading, time
+against the shared copy value for value and cell for cell as written."""
+import csv, gzip, hashlib, http.server, json, math, os, shutil, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
 import numpy as np
@@ -89,13 +89,23 @@ def git_blob(path):
     b = Path(path).read_bytes(); return hashlib.sha1(b'blob %d\0' % len(b) + b).hexdigest()
 
 
-def same_rows(rebuilt_dir, shared):
-    "Assert that the rebuilt tables equal the shared tables' rows for the same files, value for value; returns the number of rows."
+def _cells(path, files=None):
+    "Header and {file: row} of a gzipped CSV table, every cell as the text written (for rows in `files`, default all)."
+    with gzip.open(path, 'rt', newline='') as fh:
+        r = csv.reader(fh); head = next(r); i = head.index('file')
+        return head, {row[i]: row for row in r if files is None or row[i] in files}
+
+
+def same_rows(rebuilt_dir, shared, text=False):
+    "Assert that the rebuilt tables equal the shared tables' rows for the same files, value for value (and with `text`, cell for cell as written); returns the number of rows."
     got = {k: pd.read_csv(Path(rebuilt_dir)/f) for k, f in [('X', 'mpx_atr.csv.gz'), ('m', 'mpx_atr_metadata.csv.gz')]}
     files = set(got['X'].file)
     for k, f in [('X', 'mpx_atr.csv.gz'), ('m', 'mpx_atr_metadata.csv.gz')]:
         ref = pd.concat(c[c.file.isin(files)] for c in pd.read_csv(Path(shared)/'microplastix'/f, chunksize=500)).reset_index(drop=True)
         pd.testing.assert_frame_equal(got[k], ref, check_dtype=False)
+        if text:
+            (h1, a), (h2, b) = _cells(Path(rebuilt_dir)/f), _cells(Path(shared)/'microplastix'/f, files)
+            assert h1 == h2 and list(a) == sorted(a) and a == b, f"{f}: rebuilt rows are not written as the shared copy writes them"
     return len(files)
 
 
@@ -120,7 +130,7 @@ if __name__ == '__main__':
             for f in ['mpx_atr.csv.gz', 'mpx_atr_metadata.csv.gz', 'REBUILT.json']: (tmp/'data'/'microplastix'/f).unlink()
             t0 = time.perf_counter(); rebuild_microplastix(tmp/'data', s.url + MPX_PATH, a.workers, progress=False); warm = time.perf_counter() - t0
             n_req2 = len(s.requests) - n_req
-        n = same_rows(tmp/'data'/'microplastix', shared)
+        n = same_rows(tmp/'data'/'microplastix', shared, text=True)
         sizes = [f.stat().st_size for f in (tree/'spectra').iterdir()]
         commit = subprocess.run(['git', 'describe', '--always', '--dirty'], capture_output=True, text=True).stdout.strip()
         res = dict(spectra=n, mb_served=n_bytes / 1e6, kb_per_spectrum_file=np.mean(sizes) / 1e3, xlsx_kb=(tree/'metadata.xlsx').stat().st_size / 1e3,
@@ -128,6 +138,6 @@ if __name__ == '__main__':
                    commit=commit, command='MP_CNN_DATA=../shared/data python ' + ' '.join(sys.argv))
         if a.out: Path(a.out).write_text(json.dumps(res, indent=1) + '\n')
         print(f"mirror of {n} spectra written in {t_write:.1f} s; cold rebuild {cold:.1f} s ({n_req} requests, {n_bytes/1e6:.1f} MB served, "
-              f"{a.workers} threads); from the cache {warm:.1f} s ({n_req2} requests); rebuilt rows equal the shared copy: yes "
+              f"{a.workers} threads); from the cache {warm:.1f} s ({n_req2} requests); rebuilt rows equal the shared copy, cell for cell: yes "
               f"({os.cpu_count()} cores, load average {load:.1f})")
     finally: shutil.rmtree(tmp, ignore_errors=True)
