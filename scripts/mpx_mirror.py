@@ -6,7 +6,8 @@ to time a rebuild of MicroplastiX from such a mirror:
     MP_CNN_DATA=../shared/data python scripts/mpx_mirror.py --n 2394 --out results/mpx_rebuild.json   # every spectrum that can be reconstructed
 
 It prints the files and bytes served, the time of a cold rebuild and of a second (cached) one, and checks the rebuilt rows
-against the shared copy value for value and cell for cell as written."""
+against the shared copy value for value and cell for cell as written.
+`--check-rules` instead checks PROVENANCE.md's recovery rule and the writing rules on every VLFR spectrum of the shared copy."""
 import csv, gzip, hashlib, http.server, json, math, os, shutil, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
@@ -109,13 +110,39 @@ def same_rows(rebuilt_dir, shared, text=False):
     return len(files)
 
 
+def check_rules(shared):
+    "Over every VLFR spectrum of the shared copy: recovered upstream values match `spec_hash`, `mpx_encoding` and `mpx_written` give back the shared encoding and values."
+    from mp_cnn.data import mpx_encoding, mpx_written
+    md = pd.read_csv(Path(shared)/'microplastix'/'mpx_atr_metadata.csv.gz').set_index('file')
+    X = pd.concat(c[c.file.isin(md.index[md.Region == 'VLFR'])] for c in pd.read_csv(Path(shared)/'microplastix'/'mpx_atr.csv.gz', chunksize=500)).set_index('file')
+    wn = np.array([float(c) for c in X.columns[10:]])
+    n = dict(spectra=0, hash=0, encoding=0, written=0, pctT_values=0, numpy_log10_differs=0)
+    for f, row in X.iterrows():
+        s = row.iloc[10:].to_numpy(np.float64); ok = ~np.isnan(s); s = s[ok]; enc = md.loc[f, 'source_y_encoding']
+        y = upstream_values(s, enc)
+        if enc == 'pctT_2dec':
+            n['pctT_values'] += len(y); n['numpy_log10_differs'] += int(((2 - np.log10(np.round(10 ** (2 - s), 2))) != y).sum())
+        n['spectra'] += 1
+        n['hash'] += hashlib.sha256(np.column_stack([wn[ok], y]).tobytes()).hexdigest() == md.loc[f, 'spec_hash']
+        n['encoding'] += mpx_encoding(y) == enc
+        n['written'] += np.array_equal(mpx_written(y, enc), s)
+    return n
+
+
 if __name__ == '__main__':
     import argparse
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--n', type=int, default=2394, help='spectra in the mirror (at most 2394: those whose upstream values can be reconstructed)')
     ap.add_argument('--workers', type=int, default=8)
     ap.add_argument('--out', help='write the figures to this JSON file (results/mpx_rebuild.json)')
+    ap.add_argument('--check-rules', action='store_true', help='only check the recovery and writing rules on every VLFR spectrum of the shared copy')
     a = ap.parse_args()
+    if a.check_rules:
+        n = check_rules(os.environ['MP_CNN_DATA'])
+        print(f"{n['spectra']} VLFR spectra: {n['hash']} match their spec_hash once recovered, {n['encoding']} get their source_y_encoding back, "
+              f"{n['written']} their shared values; numpy's log10 differs from the C library's on {n['numpy_log10_differs']} of {n['pctT_values']} %T values "
+              f"({100 * n['numpy_log10_differs'] / n['pctT_values']:.1f}%)")
+        sys.exit(0 if n['spectra'] == n['hash'] == n['encoding'] == n['written'] else 1)
     import mp_cnn.data as mdata
     shared = Path(os.environ['MP_CNN_DATA'])
     tmp = Path(tempfile.mkdtemp())
