@@ -7,6 +7,7 @@ Docs: https://mp-cnn.github.io/mp_cnn/models.html.md"""
 # %% ../nbs/03_models.ipynb #4543790b
 from __future__ import annotations
 import math, time
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -14,7 +15,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 # %% auto #0
 __all__ = ['ENCODINGS', 'MODEL_NAMES', 'MIN_IMAGE_SIZE', 'GAF', 'SquareReshape', 'get_encoder', 'LeNet', 'AlexNet', 'VGG16',
-           'BasicBlock', 'ResNet34', 'SpectrumModel', 'get_model', 'count_params', 'count_macs', 'throughput']
+           'BasicBlock', 'ResNet34', 'SpectrumModel', 'get_model', 'count_params', 'count_macs', 'time_steps',
+           'throughput']
 
 # %% ../nbs/03_models.ipynb #9a6f73ea
 def _spectra(x):
@@ -181,8 +183,15 @@ _NETS = dict(lenet=LeNet, alexnet=AlexNet, vgg16=VGG16, resnet34=ResNet34)
 MODEL_NAMES = [f"{n}_{d}d" for d in (1, 2) for n in _NETS]
 MIN_IMAGE_SIZE = 32  # VGG16's five 2x poolings need 32 pixels, AlexNet's stride-2 conv and three 3-wide poolings 29
 
-def get_model(name, n_classes, length=838, width=1.0, encoding=None, image_size=None, dropout=0.5):
-    "Model `name` (one of `MODEL_NAMES`) for spectra of `length` points; `get_model(**model.config)` rebuilds it."
+def get_model(name:str, # one of `MODEL_NAMES`, e.g. 'lenet_1d'
+              n_classes:int, # number of output logits
+              length:int=838, # points per input spectrum
+              width:float=1.0, # channel multiplier (0.25: the `cpu` profile)
+              encoding:str=None, # 2D models: 'gasf' (default), 'gadf' or 'reshape'; ignored for 1D
+              image_size:int=None, # 2D models: image side (default 64, or the smallest square for 'reshape'); ignored for 1D
+              dropout:float=0.5, # dropout of AlexNet's and VGG16's fully connected layers
+             ) -> SpectrumModel:
+    "Model `name` for spectra of `length` points; `get_model(**model.config)` rebuilds it."
     if name not in MODEL_NAMES: raise ValueError(f"name must be one of {MODEL_NAMES}, got {name!r}")
     arch, dim = name[:-3], int(name[-2])
     encoder = None
@@ -199,8 +208,10 @@ def get_model(name, n_classes, length=838, width=1.0, encoding=None, image_size=
     return SpectrumModel(net, encoder, config)
 
 # %% ../nbs/03_models.ipynb #9b886aad
-def count_params(model, trainable_only=False):
-    "Number of parameters in `model` (only those with `requires_grad` if `trainable_only`)."
+def count_params(model:nn.Module, # any torch model
+                 trainable_only:bool=False, # count only parameters with `requires_grad`
+                ) -> int:
+    "Number of parameters in `model`."
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 def _device(model):
@@ -208,8 +219,10 @@ def _device(model):
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device('cpu')
 
-def count_macs(model, length=None):
-    "Multiply-adds for one spectrum of `length` points (default `model.config['length']`): `FlopCounterMode` FLOPs / 2."
+def count_macs(model:nn.Module, # a `SpectrumModel` (or any model with a `config['length']`)
+               length:int=None, # points per spectrum (default `model.config['length']`)
+              ) -> int:
+    "Multiply-adds for one spectrum of `length` points: `FlopCounterMode` FLOPs / 2."
     length = length or model.config['length']
     was_training = model.training
     model.eval()
@@ -218,20 +231,35 @@ def count_macs(model, length=None):
     finally: model.train(was_training)
     return fc.get_total_flops() // 2
 
-def throughput(model, length=None, batch=256, seconds=1.0, warmup=1):
-    "Spectra per second through `model` (eval, `inference_mode`) on its device: the fastest of the batches timed for at least `seconds` after `warmup` batches."
+# %% ../nbs/03_models.ipynb #0bac59cb
+def time_steps(step, # a function of no arguments: one batch of work
+               seconds:float=1.0, # keep calling `step` until this much time has passed
+               warmup:int=1, # untimed calls first
+               device=None, # the device `step` computes on: CUDA work is waited for before each clock read
+               min_calls:int=1, # at least this many timed calls
+              ) -> np.ndarray:
+    "Seconds taken by each timed call of `step()`."
+    sync = torch.cuda.synchronize if device is not None and torch.device(device).type == 'cuda' else (lambda: None)
+    for _ in range(warmup): step()
+    sync()
+    times, start = [], time.perf_counter()
+    while len(times) < min_calls or time.perf_counter() - start < seconds:
+        t = time.perf_counter(); step(); sync()
+        times.append(time.perf_counter() - t)
+    return np.array(times)
+
+def throughput(model:nn.Module, # a `SpectrumModel`, on the device to time
+               length:int=None, # points per spectrum (default `model.config['length']`)
+               batch:int=256, # spectra per forward pass
+               seconds:float=1.0, # time batches for at least this long
+               warmup:int=1, # untimed batches first
+              ) -> float:
+    "Spectra per second through `model` (eval, `inference_mode`) on its device: its fastest timed batch."
     length = length or model.config['length']
     dev, was_training = _device(model), model.training
     x = torch.randn(batch, length, device=dev)
-    sync = torch.cuda.synchronize if dev.type == 'cuda' else (lambda: None)
     model.eval()
     try:
-        with torch.inference_mode():
-            for _ in range(warmup): model(x)
-            sync()
-            times, start = [], time.perf_counter()
-            while not times or time.perf_counter() - start < seconds:
-                t = time.perf_counter(); model(x); sync()
-                times.append(time.perf_counter() - t)
+        with torch.inference_mode(): times = time_steps(lambda: model(x), seconds, warmup, dev)
     finally: model.train(was_training)
-    return batch / min(times)
+    return batch / times.min()
