@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 
 from .data import Spectra, concat, DEFAULT_GRID
 
@@ -29,7 +30,10 @@ def _group_counts(spectra):
     np.add.at(C, (g_codes, c_codes), 1)
     return g_codes, classes, C
 
-def split_groups(spectra, test_size=0.2, seed=0):
+def split_groups(spectra:Spectra, # spectra with `label` and `group` (physical sample) columns
+                 test_size:float=0.2, # target fraction of every class in test
+                 seed:int=0, # breaks ties between groups of one size
+                ) -> tuple:
     "Split `spectra` into (train, test), stratified by `label` and grouped by `group`: no physical sample on both sides."
     g_codes, _, C = _group_counts(spectra)
     rng = np.random.default_rng(seed)
@@ -43,7 +47,9 @@ def split_groups(spectra, test_size=0.2, seed=0):
     return spectra[~test], spectra[test]
 
 # %% ../nbs/02_augment.ipynb #41ae1b0e
-def split_by_source(spectra, held_out):
+def split_by_source(spectra:Spectra, # spectra with a `source` column
+                    held_out, # a source name, or several
+                   ) -> tuple:
     "Split into (train, test) with every spectrum from the source(s) `held_out` in test."
     held_out = [held_out] if isinstance(held_out, str) else list(held_out)
     unknown = set(held_out) - set(spectra.meta['source'])
@@ -83,6 +89,7 @@ def _rand(g, x, *shape, normal=False):
     r = (torch.randn if normal else torch.rand)(*shape, generator=g, device=dev, dtype=x.dtype)
     return r.to(x.device)
 
+# %% ../nbs/02_augment.ipynb #f8147cc9
 def augmentation(f):
     "Make `f(wn, x, m, g)` (torch tensors, `m` of shape (n, 1)) accept numpy arrays and seeds too, and keep NaN as NaN."
     @functools.wraps(f)
@@ -172,7 +179,8 @@ def _vapour_lines(origin, half_width, n, seed):
     d = np.abs(c - origin) / half_width
     return c, np.where(d < 0.05, 0, np.exp(-((d - 0.35) / 0.2) ** 2)) * (0.5 + 0.5 * r.random(n))
 
-def atmosphere_bands(wavenumbers):
+def atmosphere_bands(wavenumbers, # the axis (cm-1), numpy or torch
+                    ):
     "CO2 and water-vapour absorbance on `wavenumbers` (torch or numpy), each scaled to max 1: a (2, p) array."
     wn = torch.as_tensor(np.asarray(wavenumbers, np.float64)) if not isinstance(wavenumbers, torch.Tensor) else wavenumbers
     t = lambda a: torch.as_tensor(np.asarray(a, np.float64), dtype=wn.dtype, device=wn.device)
@@ -201,7 +209,8 @@ def _remove(d, p):
     ok = np.isfinite(d) & np.isfinite(p)
     return d - (d[ok] @ p[ok]) / max(p[ok] @ p[ok], 1e-12) * p
 
-def biofilm_spectra(spectra):
+def biofilm_spectra(spectra:Spectra, # the training part (MicroplastiX rows with `biofilm` recorded are used)
+                   ) -> np.ndarray:
     "Biofilm estimates from MicroplastiX: mean(biofilm) - mean(no biofilm) per polymer sheet and campaign, scaled to max 1."
     m = spectra.meta
     if 'biofilm' not in m: return np.zeros((0, len(spectra.wavenumbers)), np.float32)
@@ -212,20 +221,25 @@ def biofilm_spectra(spectra):
         if len(bio) and len(nobio): out.append(_remove(np.nanmean(spectra.X[bio], 0) - np.nanmean(spectra.X[nobio], 0), np.nanmean(spectra.X[nobio], 0)))
     return _max_abs_rows(out) if out else np.zeros((0, len(spectra.wavenumbers)), np.float32)
 
+# %% ../nbs/02_augment.ipynb #4187f801
 CELLULOSE = ('plant fibres', 'CE', 'CO')
 
-def cellulose_spectra(spectra, raw_labels=CELLULOSE):
+def cellulose_spectra(spectra:Spectra, # the training part
+                      raw_labels=CELLULOSE, # `raw_label`s of non-plastic spectra that count as cellulose
+                     ) -> np.ndarray:
     "Non-plastic spectra whose `raw_label` is a plant fibre, cellulose or cotton, scaled to max 1."
     m = spectra.meta
     sel = (m['label'] == 'non_plastic') & m['raw_label'].isin(raw_labels)
     return _max_abs_rows(spectra.X[sel.to_numpy()]) if sel.any() else np.zeros((0, len(spectra.wavenumbers)), np.float32)
 
-def water_band(wavenumbers):
+def water_band(wavenumbers, # the axis (cm-1)
+              ) -> np.ndarray:
     "A synthetic liquid-water absorbance: O-H stretch (~3400, broad) and bend (~1640 cm-1), max 1, as a (1, p) array."
     wn = np.asarray(wavenumbers, np.float64)
     w = np.exp(-0.5 * ((wn - 3400) / 170) ** 2) + 0.25 * np.exp(-0.5 * ((wn - 1640) / 35) ** 2) + 0.1 * np.exp(-0.5 * ((wn - 700) / 150) ** 2)
     return _max_abs_rows(w[None])
 
+# %% ../nbs/02_augment.ipynb #4386e4f2
 @augmentation
 def mix(wn, x, m, g, bank=None):
     "Add a random row of `bank` (interferent spectra, max 1) times a fraction uniform in [0, `magnitude`] of the row's range."
@@ -243,8 +257,12 @@ _STEPS = dict(broaden=broaden, atr_ratio=atr_ratio, shift=shift, scale=scale, ad
               add_atmosphere=add_atmosphere, add_noise=add_noise, truncate=truncate)
 
 class Augmenter:
-    "Random chain of augmentations with interferent spectra `interferents` (name -> (k, p) array) on `wavenumbers`."
-    def __init__(self, wavenumbers=DEFAULT_GRID, interferents=None, magnitudes=None, probabilities=None):
+    "Random chain of augmentations, each applied to a row with its probability and a random strength up to its magnitude."
+    def __init__(self, wavenumbers=DEFAULT_GRID, # the spectra's axis (cm-1)
+                 interferents:dict=None, # name ('biofilm', 'cellulose', 'water') -> (k, p) spectra, max 1; default: synthetic water only
+                 magnitudes:dict=None, # overrides of `MAGNITUDES`
+                 probabilities:dict=None, # overrides of `PROBABILITIES`
+                ):
         self.wavenumbers = np.asarray(wavenumbers, np.float64)
         self.interferents = dict(water=water_band(self.wavenumbers)) if interferents is None else dict(interferents)
         self.magnitudes = {**MAGNITUDES, **(magnitudes or {})}
@@ -253,40 +271,55 @@ class Augmenter:
         if unknown: raise ValueError(f"unknown augmentation(s) {sorted(unknown)}: choose from {list(MAGNITUDES)}")
 
     @classmethod
-    def from_spectra(cls, spectra, **kwargs):
-        "An `Augmenter` whose biofilm and cellulose spectra come from `spectra`: pass the training split only."
+    def from_spectra(cls, spectra:Spectra, # the training part only: its biofilm and cellulose spectra become interferents
+                     **kwargs, # `magnitudes`, `probabilities`
+                    ):
+        "An `Augmenter` whose biofilm and cellulose spectra come from `spectra`."
         wn = spectra.wavenumbers
         return cls(wn, dict(biofilm=biofilm_spectra(spectra), cellulose=cellulose_spectra(spectra), water=water_band(wn)), **kwargs)
-
-    def steps(self):
-        "(name, function) in the order they are applied."
-        mixes = [(k, functools.partial(mix, bank=self.interferents[k])) for k in ('biofilm', 'cellulose', 'water') if k in self.interferents]
-        return mixes + list(_STEPS.items())
-
-    def torch(self, x, generator=None):
-        "Augment the batch tensor `x` (n, p), on its device."
-        wn = torch.as_tensor(self.wavenumbers, dtype=x.dtype, device=x.device)
-        for name, f in self.steps():
-            m, p = self.magnitudes.get(name, 0.), self.probabilities.get(name, 0.)
-            if m == 0 or p == 0: continue
-            on = (_rand(generator, x, len(x), 1) < p).to(x.dtype)
-            strength = m * on if name == 'truncate' else m * on * _rand(generator, x, len(x), 1)
-            x = f(wn, x, strength, generator)
-        return x
-
-    def __call__(self, X, rng=None, device=None):
-        "Augment the rows of numpy array `X` with numpy generator (or seed) `rng`, computing on `device` (default: CPU; same numbers on a GPU)."
-        rng = np.random.default_rng(rng)
-        g = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        x = torch.from_numpy(np.atleast_2d(np.asarray(X, np.float32))).to(device or 'cpu')
-        return self.torch(x, g).cpu().numpy().reshape(np.shape(X))
 
     def __repr__(self):
         return f"Augmenter({', '.join(f'{k}: {len(v)}' for k, v in self.interferents.items())} interferents; " \
                f"{sum(self.probabilities[k] > 0 for k in self.magnitudes)} steps)"
 
+# %% ../nbs/02_augment.ipynb #1d1a5e5f
+@patch
+def steps(self:Augmenter) -> list:
+    "(name, function) in the order they are applied."
+    mixes = [(k, functools.partial(mix, bank=self.interferents[k])) for k in ('biofilm', 'cellulose', 'water') if k in self.interferents]
+    return mixes + list(_STEPS.items())
+
+@patch
+def torch(self:Augmenter, x:torch.Tensor, # a batch (n, p), on any device
+          generator=None, # a `torch.Generator` (on the CPU or on `x`'s device)
+         ) -> torch.Tensor:
+    "Augment the batch tensor `x`, on its device."
+    wn = torch.as_tensor(self.wavenumbers, dtype=x.dtype, device=x.device)
+    for name, f in self.steps():
+        m, p = self.magnitudes.get(name, 0.), self.probabilities.get(name, 0.)
+        if m == 0 or p == 0: continue
+        on = (_rand(generator, x, len(x), 1) < p).to(x.dtype)
+        strength = m * on if name == 'truncate' else m * on * _rand(generator, x, len(x), 1)
+        x = f(wn, x, strength, generator)
+    return x
+
+@patch
+def __call__(self:Augmenter, X, # numpy rows (n, p) or one row
+             rng=None, # numpy generator or seed
+             device=None, # where to compute (default: the CPU; same numbers on a GPU)
+            ) -> np.ndarray:
+    "Augment the rows of numpy array `X`."
+    rng = np.random.default_rng(rng)
+    g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    x = torch.from_numpy(np.atleast_2d(np.asarray(X, np.float32))).to(device or 'cpu')
+    return self.torch(x, g).cpu().numpy().reshape(np.shape(X))
+
 # %% ../nbs/02_augment.ipynb #2cf3777f
-def balance(train, n_per_class=1000, seed=0, augmenter=None):
+def balance(train:Spectra, # the training part
+            n_per_class:int=1000, # spectra per class after balancing
+            seed:int=0, # seeds the subsample and the augmentation
+            augmenter=None, # default: `Augmenter.from_spectra(train)`
+           ) -> Spectra:
     "Bring every class of `train` to `n_per_class`: larger classes are subsampled, smaller ones topped up with augmented copies of their own spectra."
     rng = np.random.default_rng(seed)
     augmenter = Augmenter.from_spectra(train) if augmenter is None else augmenter
@@ -309,7 +342,12 @@ def balance(train, n_per_class=1000, seed=0, augmenter=None):
     return concat(parts)
 
 # %% ../nbs/02_augment.ipynb #a21141bf
-def augment_then_split(spectra, n_per_class=1000, test_size=0.2, seed=0, augmenter=None):
+def augment_then_split(spectra:Spectra, # all spectra
+                       n_per_class:int=1000, # spectra per class after balancing
+                       test_size:float=0.2, # fraction tested
+                       seed:int=0, # seeds balancing and split
+                       augmenter=None, # default: `Augmenter.from_spectra(spectra)`
+                      ) -> tuple:
     "LEAKY, for comparison only: balance all of `spectra` by augmentation, then split (train, test) at random."
     bal = balance(spectra, n_per_class, seed, augmenter)
     test = np.random.default_rng(seed).random(len(bal)) < test_size
@@ -318,7 +356,13 @@ def augment_then_split(spectra, n_per_class=1000, test_size=0.2, seed=0, augment
 # %% ../nbs/02_augment.ipynb #94285f75
 class AugmentedDataset(torch.utils.data.Dataset):
     "Torch dataset of (augmented spectrum, class index); call `set_epoch` each epoch for fresh, reproducible variants."
-    def __init__(self, spectra, classes=None, augmenter=None, transform=None, seed=0):
+    def __init__(self, # the dataset
+                 spectra:Spectra, # the training spectra
+                 classes:list=None, # class names (default: the sorted labels)
+                 augmenter=None, # None: no augmentation
+                 transform=None, # applied to each (1, p) array after augmentation
+                 seed:int=0, # with the epoch and index, seeds each variant
+                ):
         self.spectra, self.augmenter, self.transform, self.seed, self.epoch = spectra, augmenter, transform, seed, 0
         self.classes = sorted(spectra.labels.astype(str).unique()) if classes is None else list(classes)
         self.y = label_codes(spectra, self.classes)
@@ -333,7 +377,16 @@ class AugmentedDataset(torch.utils.data.Dataset):
 # %% ../nbs/02_augment.ipynb #01ef738e
 class ViewsDataset(torch.utils.data.Dataset):
     "`n_views` versions of `spectra` made once (the first as is, the rest by `augmenter`), each through `transform` (Spectra -> Spectra); epoch `e` reads view `e % n_views`."
-    def __init__(self, spectra, n_views=4, classes=None, augmenter=None, transform=None, seed=0, device=None, chunk=4096):
+    def __init__(self, # the dataset
+                 spectra:Spectra, # the training spectra
+                 n_views:int=4, # versions of each spectrum, the first as measured
+                 classes:list=None, # class names (default: the sorted labels)
+                 augmenter=None, # default: `Augmenter.from_spectra(spectra)`
+                 transform=None, # Spectra -> Spectra, applied to every view (the preprocessing)
+                 seed:int=0, # seeds the views
+                 device=None, # where to augment
+                 chunk:int=4096, # spectra augmented at once
+                ):
         labels = spectra.labels.astype(str)
         self.classes = sorted(labels.unique()) if classes is None else list(classes)
         self.y = torch.as_tensor(label_codes(spectra, self.classes))
@@ -349,7 +402,11 @@ class ViewsDataset(torch.utils.data.Dataset):
     def __getitem__(self, i): return self.views[self.epoch % len(self.views)][i], self.y[i]
 
 # %% ../nbs/02_augment.ipynb #b72bc3be
-def augment_batch(x: torch.Tensor, wavenumbers=DEFAULT_GRID, augmenter=None, generator=None):
+def augment_batch(x:torch.Tensor, # a batch (n, p), on any device
+                  wavenumbers=DEFAULT_GRID, # its axis (cm-1)
+                  augmenter=None, # default: `Augmenter(wavenumbers)` (synthetic water only)
+                  generator=None, # a `torch.Generator`
+                 ) -> torch.Tensor:
     "Augment the batch tensor `x` (n, p) on its device with `augmenter` (default: `Augmenter` with synthetic water only)."
     augmenter = Augmenter(wavenumbers) if augmenter is None else augmenter
     if len(augmenter.wavenumbers) != x.shape[-1]: raise ValueError(f"x has {x.shape[-1]} points but the augmenter's axis has {len(augmenter.wavenumbers)}")

@@ -38,7 +38,10 @@ def accuracy(y_true, # true class codes
     return float((t == p).mean()) if len(t) else float('nan')
 
 # %% ../nbs/05_evaluate.ipynb #0f3aebe7
-def per_class(y_true, y_pred, classes):
+def per_class(y_true, # true class codes
+              y_pred, # predicted class codes
+              classes, # class names: code i is classes[i]
+             ) -> pd.DataFrame:
     "Precision, recall, F1 and support of every class in `classes` (codes index `classes`)."
     cm = confusion_matrix(y_true, y_pred, len(classes))
     tp = np.diag(cm).astype(float)
@@ -48,7 +51,10 @@ def per_class(y_true, y_pred, classes):
     return pd.DataFrame(dict(precision=prec, recall=rec, f1=f1, support=cm.sum(1)), index=pd.Index(list(classes), name='class')).round(3)
 
 # %% ../nbs/05_evaluate.ipynb #c695193b
-def expected_calibration_error(probs, y_true, n_bins=15):
+def expected_calibration_error(probs, # (n, k) class probabilities
+                               y_true, # true class codes
+                               n_bins:int=15, # equal-width bins of top-class probability
+                              ) -> float:
     "ECE: the support-weighted mean |accuracy - confidence| over `n_bins` equal-width bins of top-class probability."
     P = np.asarray(probs, float)
     conf, pred = P.max(1), P.argmax(1)
@@ -61,7 +67,11 @@ def expected_calibration_error(probs, y_true, n_bins=15):
     return float(ece)
 
 # %% ../nbs/05_evaluate.ipynb #090e4e25
-def plot_confusion(cm, classes, ax=None, normalise=True):
+def plot_confusion(cm, # a confusion matrix (`confusion_matrix`)
+                   classes, # tick labels
+                   ax=None, # matplotlib axes (default: a new small figure)
+                   normalise:bool=True, # rows as fractions of the true class (recall)
+                  ):
     "A small seaborn heatmap of the confusion matrix `cm`, rows normalised to recall if `normalise`."
     import seaborn as sns, matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(5, 4), dpi=72)
@@ -71,7 +81,11 @@ def plot_confusion(cm, classes, ax=None, normalise=True):
     return ax
 
 # %% ../nbs/05_evaluate.ipynb #e737bcf0
-def scores(y_true, y_pred, probs=None, n_classes=None):
+def scores(y_true, # true class codes
+           y_pred, # predicted class codes
+           probs=None, # (n, k) probabilities: adds `ece`
+           n_classes:int=None, # number of classes for macro-F1
+          ) -> dict:
     "accuracy, macro_f1 and (given `probs`) ece of one set of predictions."
     out = dict(accuracy=accuracy(y_true, y_pred), macro_f1=macro_f1(y_true, y_pred, n_classes))
     if probs is not None: out['ece'] = expected_calibration_error(probs, y_true)
@@ -81,7 +95,13 @@ def scores(y_true, y_pred, probs=None, n_classes=None):
 LOSO_SOURCES = ('frond_2021', 'kedzierski_2019', 'villegas_camacho_2024', 'microplastix', 'primpke_2018')
 PROTOCOLS = ('leaky', 'group', 'loso')
 
-def protocol_splits(spectra, protocol, seed=0, n_per_class=300, test_size=0.2, sources=LOSO_SOURCES):
+def protocol_splits(spectra, # the corpus
+                    protocol:str, # 'leaky', 'group' or 'loso'
+                    seed:int=0, # seeds the split (and the leaky balancing)
+                    n_per_class:int=300, # `leaky` only: spectra per class after balancing
+                    test_size:float=0.2, # fraction tested (`leaky`, `group`)
+                    sources=LOSO_SOURCES, # `loso` only: the sources held out in turn
+                   ):
     "Yield (held_out, train, test) Spectra of `protocol`; train is un-augmented except under `leaky` (where it is already balanced)."
     if protocol == 'leaky':
         yield None, *augment_then_split(spectra, n_per_class, test_size, seed)
@@ -100,7 +120,8 @@ def preprocessed(cfg, # a preprocessing config (chapter 1's `DEFAULT`, `OPEN_SPE
     "`spectra` through the pipeline `cfg`, as the float32 matrix the classifiers take."
     return np.asarray(Pipeline.from_config(cfg)(spectra).X, np.float32)
 
-def search_classifier(cfg):
+def search_classifier(cfg, # the preprocessing config applied to both sides
+                     ):
     "Top-1 Pearson library search of test against train after the preprocessing `cfg`; info has the mean hit quality index."
     def f(train, test, classes):
         L, Q = preprocessed(cfg, train), preprocessed(cfg, test)
@@ -108,7 +129,9 @@ def search_classifier(cfg):
         return lab[:, 0], None, dict(hqi=float(np.nanmean(r[:, 0])))
     return f
 
-def knn_classifier(k=5):
+# %% ../nbs/05_evaluate.ipynb #de687f92
+def knn_classifier(k:int=5, # neighbours
+                  ):
     "Distance-weighted `k`-nearest neighbours (Euclidean) on DEFAULT-preprocessed spectra."
     def f(train, test, classes):
         L, Q, y = torch.as_tensor(preprocessed(DEFAULT, train)), torch.as_tensor(preprocessed(DEFAULT, test)), torch.as_tensor(label_codes(train, classes))
@@ -118,7 +141,11 @@ def knn_classifier(k=5):
         return P.argmax(1).numpy(), P.numpy(), {}
     return f
 
-def logreg_classifier(steps=200, wd=1e-3, seed=0):
+# %% ../nbs/05_evaluate.ipynb #02b187f7
+def logreg_classifier(steps:int=200, # LBFGS iterations
+                      wd:float=1e-3, # L2 penalty on the weights
+                      seed:int=0, # seeds the initial weights
+                     ):
     "Multinomial logistic regression: one torch linear layer on standardised DEFAULT-preprocessed spectra, LBFGS `steps`."
     def f(train, test, classes):
         X, Q = torch.as_tensor(preprocessed(DEFAULT, train)), torch.as_tensor(preprocessed(DEFAULT, test))
@@ -178,7 +205,15 @@ def hardware():
     gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ''
     return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}{gpu}"
 
-def evaluate(clf, spectra, protocol, name, seed=0, n_per_class=300, sources=LOSO_SOURCES, **extra):
+def evaluate(clf, # a classifier: (train, test, classes) -> (codes, probabilities or None, info)
+             spectra, # the corpus
+             protocol:str, # 'leaky', 'group' or 'loso'
+             name:str, # the model name written in each row
+             seed:int=0, # seeds the split
+             n_per_class:int=300, # `leaky` only: spectra per class
+             sources=LOSO_SOURCES, # `loso` only: the sources held out in turn
+             **extra, # more columns for every row (profile, hardware, commit)
+            ):
     "Yield one result row (dict) per split of `protocol` for classifier `clf` called `name`; the row's '_pred' holds the predictions."
     classes = sorted(spectra.labels.astype(str).unique())
     for held, train, test in protocol_splits(spectra, protocol, seed, n_per_class, sources=sources):
@@ -197,7 +232,10 @@ def _rss():
     try: return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
     except Exception: return 0
 
-def timed(fn, *args, **kw):
+def timed(fn, # the function to time
+          *args, # its arguments
+          **kw, # its keyword arguments
+         ) -> tuple:
     "(result, seconds, peak RSS growth in MB) of `fn(*args, **kw)`."
     base, peak, done = _rss(), [0], threading.Event()
     def watch():
@@ -209,7 +247,12 @@ def timed(fn, *args, **kw):
     return out, dt, max(peak[0], _rss() - base) / 2**20
 
 # %% ../nbs/05_evaluate.ipynb #913b433d
-def speed_table(models, library, queries, profile='cpu', bs=512):
+def speed_table(models:dict, # name -> CNN (on the device to time)
+                library, # spectra searched against (the training part)
+                queries, # spectra to classify
+                profile:str='cpu', # recorded only
+                bs:int=512, # CNN batch size
+               ) -> pd.DataFrame:
     "Spectra/s and peak MB of each CNN in `models` (dict name -> model) and of library search (Open Specy and DEFAULT pipelines) on `queries`."
     rows, n = [], len(queries)
     for cfg_name, cfg in (('OPEN_SPECY', OPEN_SPECY), ('DEFAULT', DEFAULT)):
@@ -253,7 +296,8 @@ def summarise(df:pd.DataFrame, # result rows (`evaluate`'s, or read from results
 # rows of results/cpu.csv are the same method measured on today's corpus and splits.
 PRIOR_LOSO = dict(frond_2021=0.85, kedzierski_2019=0.90, microplastix=0.90, primpke_2018=0.61, villegas_camacho_2024=0.82)
 
-def protocol_table(res):
+def protocol_table(res:pd.DataFrame, # result rows of any runs and profiles (results/*.csv)
+                  ) -> pd.DataFrame:
     "One row per (model, profile) of result rows `res`: accuracy / macro-F1 per protocol, LOSO splits, params, epochs, group-split training seconds; best LOSO first."
     summ = pd.concat([summarise(r) for _, r in res.groupby('profile')])
     tab = summ.pivot(index=['model', 'profile'], columns='protocol', values=['accuracy', 'macro_f1'])
@@ -264,7 +308,9 @@ def protocol_table(res):
     cols = [c for c in ['group acc', 'group F1', 'loso acc', 'loso F1', 'n_loso', 'leaky acc', 'leaky F1', 'params', 'epochs', 'group_train_s'] if c in tab]
     return tab[cols].sort_values('loso acc' if 'loso acc' in tab else cols[0], ascending=False)
 
-def loso_table(res, prior=PRIOR_LOSO):
+def loso_table(res:pd.DataFrame, # result rows (results/*.csv)
+               prior:dict=PRIOR_LOSO, # an extra row (source -> accuracy); None: none
+              ) -> pd.DataFrame:
     "LOSO accuracy of result rows `res` per held-out lab, one row per 'model (profile)', with the mean over `LOSO_SOURCES` and `prior` as a row."
     loso = res[res.protocol == 'loso'].assign(model=lambda d: d.model + ' (' + d.profile + ')').pivot_table(index='model', columns='held_out', values='accuracy')
     if prior: loso.loc['prior: Open Specy search (reported)'] = pd.Series(prior)
@@ -272,14 +318,22 @@ def loso_table(res, prior=PRIOR_LOSO):
     return loso.sort_values('mean', ascending=False)
 
 # %% ../nbs/05_evaluate.ipynb #bb900b7f
-def breakdown(test, y, pred, by):
+def breakdown(test, # the test spectra
+              y, # their true codes
+              pred, # predicted codes
+              by, # metadata column(s) to group by
+             ) -> pd.DataFrame:
     "Accuracy and count of the test spectra grouped by metadata column(s) `by` (missing values kept as a group)."
     by = list(np.atleast_1d(by))
     m = test.meta[by].reset_index(drop=True)
     m['correct'] = np.asarray(y) == np.asarray(pred)
     return m.groupby(by, dropna=False).correct.agg(accuracy='mean', n='size').round(3)
 
-def perturbed(test, kind, value, seed=0):
+def perturbed(test, # raw spectra
+              kind:str, # 'snr' (white noise) or 'low' (nothing measured below `value`)
+              value:float, # the SNR, or the cut-off in cm-1
+              seed:int=0, # seeds the noise
+             ):
     "`test` with white noise of SNR `value` (kind 'snr') or with every point below `value` cm-1 unmeasured (kind 'low')."
     X = test.X.copy()
     if kind == 'snr': X = add_noise(test.wavenumbers, X, 1 / value, seed)
@@ -288,7 +342,12 @@ def perturbed(test, kind, value, seed=0):
     return test.with_X(X)
 
 # %% ../nbs/05_evaluate.ipynb #83294742
-def integrated_gradients(model, X, target, baseline=None, steps=32):
+def integrated_gradients(model, # a CNN on preprocessed spectra
+                         X, # (n, p) preprocessed spectra
+                         target:int, # the class whose score is attributed
+                         baseline=None, # the path's start (default: zeros, no signal)
+                         steps:int=32, # points on the straight path
+                        ) -> np.ndarray:
     "Attributions (n, p) of `model`'s score for class `target` to each point of the preprocessed spectra `X` (n, p)."
     model.eval()
     X = torch.as_tensor(np.asarray(X, np.float32))
@@ -301,10 +360,15 @@ def integrated_gradients(model, X, target, baseline=None, steps=32):
         out.append((x - b) * g.mean(0))
     return torch.stack(out).detach().numpy()
 
+# %% ../nbs/05_evaluate.ipynb #855e0892
 KNOWN_BANDS = dict(PE=(2915, 2848, 1470, 720), PET=(1715, 1240, 1095, 725), PS=(3025, 1600, 1493, 1452, 756, 698),
                    PP=(2950, 2917, 2838, 1455, 1376, 1166, 997, 973, 841))
 
-def top_bands(wn, attr, n=3, min_sep=40):
+def top_bands(wn, # wavenumbers of the attributions
+              attr, # (n, p) attributions
+              n:int=3, # how many bands
+              min_sep:float=40, # cm-1 between any two
+             ) -> list:
     "The `n` wavenumbers of largest mean |attribution| (smoothed over 5 points), at least `min_sep` cm-1 apart."
     a = np.convolve(np.abs(attr).mean(0), np.ones(5) / 5, 'same')
     out = []
@@ -313,7 +377,9 @@ def top_bands(wn, attr, n=3, min_sep=40):
         if len(out) == n: break
     return out
 
-def nearest_band(w, bands):
+def nearest_band(w:float, # a wavenumber (cm-1)
+                 bands, # known band positions
+                ) -> tuple:
     "(band, distance in cm-1) of the known band in `bands` closest to `w`."
     b = min(bands, key=lambda b: abs(b - w))
     return b, abs(b - w)

@@ -1,4 +1,5 @@
-"""One plain-PyTorch trainer for all eight CNNs, on a laptop CPU, an Apple GPU or several CUDA GPUs, that leaves behind a checkpoint which needs nothing pickled to load.
+"""One plain-PyTorch trainer for all eight CNNs, on a laptop CPU, an Apple GPU or several CUDA GPUs, that leaves behind a checkpoint (chapter 3a) which needs nothing pickled to load.
+Also the hardware profiles, the corpus recipe chapter 5 evaluates (`training_data`), the shared metrics and the `mp-cnn train` command.
 
 Docs: https://mp-cnn.github.io/mp_cnn/train.html.md"""
 
