@@ -193,6 +193,10 @@ def _claims(res):
     ab = _md_table(R/'augment_ablation.md', '')
     out += [f"lifts the cpu-profile lenet_1d from {ab['C']['SNR 10']} to {ab['D']['SNR 10']}",
             f"costs {float(ab['C']['nothing < 1250']) - float(ab['D']['nothing < 1250']):.2f} on spectra cut below 1250"]
+    # LOSO errors: how many of each held-out lab's spectra lenet_1d (gpu) got wrong
+    for s in ('villegas_camacho_2024', 'microplastix'):
+        x = row('lenet_1d', 'gpu', 'loso', s)
+        out.append(f"{round((1 - x.accuracy) * x.n_test)} of {x.n_test:,} wrong")
     # hybrid
     hy = pd.read_csv(R/'hybrid.csv').assign(held_out=lambda d: d.held_out.fillna(''))
     t = hy[hy.shipped_threshold].threshold.iloc[0]
@@ -217,3 +221,57 @@ def test_chapter5_prose_corpus_counts(corpus):
     assert f"{(pvc.source == 'villegas_camacho_2024').sum()} of the corpus's {len(pvc)} PVC spectra are Villegas-Camacho's" in text
     assert f"{len(pvc) - (pvc.source == 'villegas_camacho_2024').sum()} to learn PVC from" in text
     assert f"{ps.source.isin(['microplastix', 'villegas_camacho_2024']).sum()} of {len(ps)} PS come from MicroplastiX and Villegas-Camacho" in text
+
+
+def _outputs(cid, nb='05_evaluate'):
+    "The text outputs (stdout and text/plain) of notebook cell `cid`."
+    c = next(c for c in json.loads((ROOT/'nbs'/f'{nb}.ipynb').read_text())['cells'] if c.get('id') == cid)
+    out = []
+    for o in c.get('outputs', []):
+        if o.get('name') == 'stdout': out.append(''.join(o['text']))
+        elif 'text/plain' in o.get('data', {}): out.append(''.join(o['data']['text/plain']))
+    return '\n'.join(out)
+
+
+def _rows(text):
+    "Lines of a printed DataFrame as (label words, numbers)."
+    out = []
+    for line in text.splitlines():
+        nums = re.findall(r'(?<![\w.])-?\d+\.?\d*(?![\w.])', line)
+        words = [w for w in line.split() if not re.fullmatch(r'-?\d+\.?\d*', w)]
+        if nums: out.append((words, [float(n) for n in nums]))
+    return out
+
+
+def test_chapter5_analysis_prose_matches_its_outputs():
+    "The figures of 'Where it breaks' and 'Bands' come from cells of the notebook (the inline run), not from results/: checked against those cells' stored outputs."
+    text = _prose()
+    acc, f1 = map(float, re.search(r'accuracy ([\d.]+), macro-F1 ([\d.]+)', _outputs('41faa559')).groups())
+    claims = [f"trained here: {_f(acc)} / {_f(f1)}"]
+    pc = {w[0]: n for w, n in _rows(_outputs('41faa559').split('class', 1)[1]) if w}
+    small = [pc[c][0] for c in ('CA', 'PA', 'PU', 'rubber', 'other_plastic')]
+    claims += [f"(precision {_f(min(small), 2)}-{_f(max(small), 2)} for CA, PA, PU, rubber and other_plastic against "
+               f"{_f(min(pc[c][4] for c in ('CA', 'PA', 'PU', 'rubber', 'other_plastic')), 2)} for search; PS {_f(pc['PS'][0], 2)} against {_f(pc['PS'][4], 2)})"]
+    st = _rows(_outputs('4224ba59'))          # none, SNR 100/30/10/3, low end 750/1250: [level?, lenet, openspecy, default]
+    none, snr30, snr10, low1250 = st[0][1], st[2][1][1:], st[3][1][1:], st[6][1][1:]
+    ab = _md_table(ROOT/'results'/'augment_ablation.md', '')
+    claims += [f"Noise at SNR 30 costs it {_f(none[0] - snr30[0])} ({_f(snr30[0])}; the first recipe fell to {float(ab['A']['SNR 30']):.2f})",
+               f"at SNR 10 it drops to {_f(snr10[0])} while search holds {_f(min(snr10[1:]))}-{_f(max(snr10[1:]))}",
+               f"below 1250 cm-1 it keeps {_f(low1250[0])}, above both searches ({_f(low1250[1])}, {_f(low1250[2])})"]
+    env = {tuple(w): n for w, n in _rows(_outputs('2666ae0c'))}
+    claims += [f"Environmental particles {_f(env[('True',)][0])} against virgin {_f(env[('False',)][0])}"]
+    mx, state = {True: [], False: []}, None
+    for w, n in _rows(_outputs('3ba0eceb')):
+        if w and w[0] in ('True', 'False'): state = w[0] == 'True'
+        mx[state].append(n[-4])               # lenet_1d accuracy (columns: days, acc, n, acc, n)
+    claims += [f"biofilm {_f(min(mx[True]), 2)}-{_f(max(mx[True]), 2)} against {_f(min(mx[False]), 2)}-{_f(max(mx[False]), 2)} clean"]
+    bands = {}
+    for w, n in _rows(_outputs('cdbf0611')): bands.setdefault(w[0], []).append(n[1:])      # [top_cm1, nearest, distance]
+    pe = sorted((b for b in bands['PE'] if b[2] <= 10), key=lambda b: b[0])
+    claims += [f"C-H stretches ({int(pe[0][0])} and {int(pe[1][0])} cm-1, {int(pe[0][2])} and {int(pe[1][2])} cm-1 from {int(pe[0][1])}/{int(pe[1][1])})",
+               f"between them ({int(next(b[0] for b in bands['PE'] if b[2] > 10))}:",
+               "C=O ({}) and C-O ({})".format(*[int(b[0]) for b in bands['PET'] if b[2] <= 10]),
+               "CH3 bend ({}, for {}) and C-H stretch ({})".format(int(bands['PP'][2][0]), int(bands['PP'][2][1]), int(bands['PP'][1][0])),
+               "ring mode ({}, for {}) and at the low end of the grid ({}, {})".format(int(bands['PS'][2][0]), int(bands['PS'][2][1]), int(bands['PS'][0][0]), int(bands['PS'][1][0]))]
+    missing = [c for c in claims if c not in text]
+    assert not missing, "chapter 5 prose disagrees with the notebook's own analysis outputs (update the text):\n" + '\n'.join(missing)
