@@ -138,3 +138,17 @@ def test_cli_dispatch(capsys):
     assert main(['nope']) == 2
     r = subprocess.run(['mp-cnn', 'train', '--help'], capture_output=True, text=True)
     assert r.returncode == 0 and '--held-out' in r.stdout
+
+
+def test_chapter4_gpu_training_times_match_results():
+    "Chapter 4's prose quotes the group-split training times of results/gpu.csv: recomputed here so that a rerun cannot leave them stale."
+    import json, re
+    root = Path(__file__).resolve().parents[1]
+    text = ' '.join(' '.join(''.join(c['source']) for c in json.loads((root/'nbs/04_train.ipynb').read_text())['cells']
+                             if c['cell_type'] == 'markdown').split())
+    g = pd.read_csv(root/'results/gpu.csv')
+    t = g[g.protocol == 'group'].set_index('model').train_s
+    span = lambda ms: f"{min(t[m] for m in ms):.0f}-{max(t[m] for m in ms):.0f}" if len({round(t[m]) for m in ms}) > 1 else f"{t[ms[0]]:.0f}"
+    claim = (f"{span(['lenet_1d', 'lenet_2d'])} s for the LeNets, {span(['alexnet_1d', 'alexnet_2d', 'resnet34_2d'])} s for the AlexNets and "
+             f"resnet34_2d, {span(['resnet34_1d'])} s for resnet34_1d, {span(['vgg16_1d', 'vgg16_2d'])} s for the VGGs")
+    assert claim in text, claim
