@@ -11,7 +11,7 @@ __all__ = ['TRUNCATIONS', 'CELLULOSE', 'MAGNITUDES', 'PROBABILITIES', 'split_gro
            'Augmenter', 'balance', 'augment_then_split', 'AugmentedDataset', 'ViewsDataset', 'augment_batch']
 
 # %% ../nbs/02_augment.ipynb #74ace17c
-import functools, math
+import functools, math, inspect
 
 import numpy as np
 import pandas as pd
@@ -106,6 +106,10 @@ def augmentation(f):
         out = f(wn, _fill_nan(x), m, g, **kwargs).masked_fill(nan, math.nan)
         out = out.reshape(np.shape(X)) if is_np else out.reshape(X.shape)
         return out.numpy() if is_np else out
+    P = inspect.Parameter       # the signature callers see: (wavenumbers, X, magnitude, rng) and f's own options
+    _f.__signature__ = inspect.Signature([P('wavenumbers', P.POSITIONAL_OR_KEYWORD), P('X', P.POSITIONAL_OR_KEYWORD),
+        P('magnitude', P.POSITIONAL_OR_KEYWORD, default=1.), P('rng', P.POSITIONAL_OR_KEYWORD, default=None)] +
+        [p.replace(kind=P.KEYWORD_ONLY) for p in list(inspect.signature(f).parameters.values())[4:]])
     return _f
 
 # %% ../nbs/02_augment.ipynb #05e6006f
