@@ -28,7 +28,10 @@ def _spectra(x):
 # %% ../nbs/03_models.ipynb #51e0e4ae
 class GAF(nn.Module):
     "Gramian angular field of each spectrum, `image_size` x `image_size`: `kind` 'summation' (GASF) or 'difference' (GADF)."
-    def __init__(self, image_size=64, kind='summation'):
+    def __init__(self, # the module
+                 image_size:int=64, # image side: the spectrum is average-pooled to this many points
+                 kind:str='summation', # 'summation' (GASF) or 'difference' (GADF)
+                ):
         super().__init__()
         if kind not in ('summation', 'difference'): raise ValueError(f"kind must be 'summation' or 'difference', got {kind!r}")
         self.image_size, self.kind = image_size, kind
@@ -47,7 +50,9 @@ class GAF(nn.Module):
 # %% ../nbs/03_models.ipynb #ac84c496
 class SquareReshape(nn.Module):
     "Spectrum written row by row into an `image_size` x `image_size` image, zero-padded at the end (average-pooled down first if longer)."
-    def __init__(self, image_size=32):
+    def __init__(self, # the module
+                 image_size:int=32, # image side
+                ):
         super().__init__()
         self.image_size = image_size
 
@@ -61,7 +66,9 @@ class SquareReshape(nn.Module):
 # %% ../nbs/03_models.ipynb #deb035ac
 ENCODINGS = ('gasf', 'gadf', 'reshape')
 
-def get_encoder(encoding='gasf', image_size=64):
+def get_encoder(encoding:str='gasf', # one of `ENCODINGS`
+                image_size:int=64, # image side
+               ) -> nn.Module:
     "The `nn.Module` turning (batch, length) spectra into (batch, 1, image_size, image_size) images."
     if encoding == 'gasf': return GAF(image_size, 'summation')
     if encoding == 'gadf': return GAF(image_size, 'difference')
@@ -94,7 +101,12 @@ def _mlp(sizes, dropout=0.0):
 # %% ../nbs/03_models.ipynb #5dd37c0b
 class LeNet(nn.Module):
     "LeNet-5: 2 conv (5-wide) + max-pool stages, adaptive pool to 25 positions, 3 fully connected layers (120, 84, `n_classes`)."
-    def __init__(self, n_classes, dim=1, width=1.0, in_ch=1):
+    def __init__(self, # the module
+                 n_classes:int, # output logits
+                 dim:int=1, # 1: convolutions over the spectrum, 2: over its image
+                 width:float=1.0, # channel multiplier
+                 in_ch:int=1, # input channels
+                ):
         super().__init__()
         c1, c2, pool, out = _ch(6, width), _ch(16, width), _nd(dim, 'MaxPool'), (25 if dim == 1 else 5)
         self.features = nn.Sequential(*_conv_bn(dim, in_ch, c1, 5, pad=0), pool(2),
@@ -106,7 +118,13 @@ class LeNet(nn.Module):
 # %% ../nbs/03_models.ipynb #75d8447b
 class AlexNet(nn.Module):
     "AlexNet: 5 conv (11, 5, 3, 3, 3 wide; 3 max-pools) + 3 fully connected layers (4096, 4096, `n_classes`) with dropout."
-    def __init__(self, n_classes, dim=1, width=1.0, dropout=0.5, in_ch=1):
+    def __init__(self, # the module
+                 n_classes:int, # output logits
+                 dim:int=1, # 1: convolutions over the spectrum, 2: over its image
+                 width:float=1.0, # channel multiplier
+                 dropout:float=0.5, # before the hidden fully connected layers
+                 in_ch:int=1, # input channels
+                ):
         super().__init__()
         c = [_ch(v, width) for v in (96, 256, 384, 384, 256)]
         pool = lambda: _nd(dim, 'MaxPool')(3, 2)
@@ -123,7 +141,13 @@ class AlexNet(nn.Module):
 class VGG16(nn.Module):
     "VGG16: 13 conv (3-wide) in 5 blocks of 64, 128, 256, 512, 512 channels, max-pool after each, + 3 fully connected layers (4096, 4096, `n_classes`)."
     blocks = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
-    def __init__(self, n_classes, dim=1, width=1.0, dropout=0.5, in_ch=1):
+    def __init__(self, # the module
+                 n_classes:int, # output logits
+                 dim:int=1, # 1: convolutions over the spectrum, 2: over its image
+                 width:float=1.0, # channel multiplier
+                 dropout:float=0.5, # before the hidden fully connected layers
+                 in_ch:int=1, # input channels
+                ):
         super().__init__()
         layers, ci = [], in_ch
         for block in self.blocks:
@@ -140,7 +164,12 @@ class VGG16(nn.Module):
 # %% ../nbs/03_models.ipynb #e1c478a4
 class BasicBlock(nn.Module):
     "ResNet basic block: two 3-wide conv + batch norm, identity shortcut (1-wide conv + batch norm where stride or channels change)."
-    def __init__(self, dim, ci, co, stride=1):
+    def __init__(self, # the module
+                 dim:int, # 1 or 2
+                 ci:int, # input channels
+                 co:int, # output channels
+                 stride:int=1, # of the first convolution and the shortcut
+                ):
         super().__init__()
         conv, bn = _nd(dim, 'Conv'), _nd(dim, 'BatchNorm')
         self.conv1, self.bn1 = conv(ci, co, 3, stride, 1, bias=False), bn(co)
@@ -154,7 +183,13 @@ class BasicBlock(nn.Module):
 # %% ../nbs/03_models.ipynb #3bfecb27
 class ResNet34(nn.Module):
     "ResNet34: 7-wide stride-2 stem + max-pool, basic blocks [3, 4, 6, 3] of 64, 128, 256, 512 channels, global average pool, 1 fully connected layer."
-    def __init__(self, n_classes, dim=1, width=1.0, in_ch=1, layers=(3, 4, 6, 3)):
+    def __init__(self, # the module
+                 n_classes:int, # output logits
+                 dim:int=1, # 1: convolutions over the spectrum, 2: over its image
+                 width:float=1.0, # channel multiplier
+                 in_ch:int=1, # input channels
+                 layers=(3, 4, 6, 3), # basic blocks per stage
+                ):
         super().__init__()
         ci = _ch(64, width)
         blocks = [*_conv_bn(dim, in_ch, ci, 7, 2), _nd(dim, 'MaxPool')(3, 2, 1)]
@@ -170,7 +205,11 @@ class ResNet34(nn.Module):
 # %% ../nbs/03_models.ipynb #11e42f07
 class SpectrumModel(nn.Module):
     "A CNN `net` on spectra: (batch, length) or (batch, 1, length) in, (batch, n_classes) logits out; 2D nets get an image `encoder` first."
-    def __init__(self, net, encoder=None, config=None):
+    def __init__(self, # the module
+                 net:nn.Module, # the CNN (1D or 2D)
+                 encoder:nn.Module=None, # 2D nets: spectrum -> image
+                 config:dict=None, # `get_model`'s arguments, to rebuild it
+                ):
         super().__init__()
         self.encoder, self.net, self.config = encoder, net, dict(config or {})
 
