@@ -7,6 +7,7 @@ Docs: https://mp-cnn.github.io/mp_cnn/models.html.md"""
 # %% ../nbs/03_models.ipynb #4543790b
 from __future__ import annotations
 import math, time
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -14,7 +15,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 # %% auto #0
 __all__ = ['ENCODINGS', 'MODEL_NAMES', 'MIN_IMAGE_SIZE', 'GAF', 'SquareReshape', 'get_encoder', 'LeNet', 'AlexNet', 'VGG16',
-           'BasicBlock', 'ResNet34', 'SpectrumModel', 'get_model', 'count_params', 'count_macs', 'throughput']
+           'BasicBlock', 'ResNet34', 'SpectrumModel', 'get_model', 'count_params', 'count_macs', 'time_steps',
+           'throughput']
 
 # %% ../nbs/03_models.ipynb #9a6f73ea
 def _spectra(x):
@@ -26,7 +28,10 @@ def _spectra(x):
 # %% ../nbs/03_models.ipynb #51e0e4ae
 class GAF(nn.Module):
     "Gramian angular field of each spectrum, `image_size` x `image_size`: `kind` 'summation' (GASF) or 'difference' (GADF)."
-    def __init__(self, image_size=64, kind='summation'):
+    def __init__(self, # the module
+                 image_size:int=64, # image side: the spectrum is average-pooled to this many points
+                 kind:str='summation', # 'summation' (GASF) or 'difference' (GADF)
+                ):
         super().__init__()
         if kind not in ('summation', 'difference'): raise ValueError(f"kind must be 'summation' or 'difference', got {kind!r}")
         self.image_size, self.kind = image_size, kind
@@ -45,7 +50,9 @@ class GAF(nn.Module):
 # %% ../nbs/03_models.ipynb #ac84c496
 class SquareReshape(nn.Module):
     "Spectrum written row by row into an `image_size` x `image_size` image, zero-padded at the end (average-pooled down first if longer)."
-    def __init__(self, image_size=32):
+    def __init__(self, # the module
+                 image_size:int=32, # image side
+                ):
         super().__init__()
         self.image_size = image_size
 
@@ -59,7 +66,9 @@ class SquareReshape(nn.Module):
 # %% ../nbs/03_models.ipynb #deb035ac
 ENCODINGS = ('gasf', 'gadf', 'reshape')
 
-def get_encoder(encoding='gasf', image_size=64):
+def get_encoder(encoding:str='gasf', # one of `ENCODINGS`
+                image_size:int=64, # image side
+               ) -> nn.Module:
     "The `nn.Module` turning (batch, length) spectra into (batch, 1, image_size, image_size) images."
     if encoding == 'gasf': return GAF(image_size, 'summation')
     if encoding == 'gadf': return GAF(image_size, 'difference')
@@ -92,7 +101,12 @@ def _mlp(sizes, dropout=0.0):
 # %% ../nbs/03_models.ipynb #5dd37c0b
 class LeNet(nn.Module):
     "LeNet-5: 2 conv (5-wide) + max-pool stages, adaptive pool to 25 positions, 3 fully connected layers (120, 84, `n_classes`)."
-    def __init__(self, n_classes, dim=1, width=1.0, in_ch=1):
+    def __init__(self, # the module
+                 n_classes:int, # output logits
+                 dim:int=1, # 1: convolutions over the spectrum, 2: over its image
+                 width:float=1.0, # channel multiplier
+                 in_ch:int=1, # input channels
+                ):
         super().__init__()
         c1, c2, pool, out = _ch(6, width), _ch(16, width), _nd(dim, 'MaxPool'), (25 if dim == 1 else 5)
         self.features = nn.Sequential(*_conv_bn(dim, in_ch, c1, 5, pad=0), pool(2),
@@ -104,7 +118,13 @@ class LeNet(nn.Module):
 # %% ../nbs/03_models.ipynb #75d8447b
 class AlexNet(nn.Module):
     "AlexNet: 5 conv (11, 5, 3, 3, 3 wide; 3 max-pools) + 3 fully connected layers (4096, 4096, `n_classes`) with dropout."
-    def __init__(self, n_classes, dim=1, width=1.0, dropout=0.5, in_ch=1):
+    def __init__(self, # the module
+                 n_classes:int, # output logits
+                 dim:int=1, # 1: convolutions over the spectrum, 2: over its image
+                 width:float=1.0, # channel multiplier
+                 dropout:float=0.5, # before the hidden fully connected layers
+                 in_ch:int=1, # input channels
+                ):
         super().__init__()
         c = [_ch(v, width) for v in (96, 256, 384, 384, 256)]
         pool = lambda: _nd(dim, 'MaxPool')(3, 2)
@@ -121,7 +141,13 @@ class AlexNet(nn.Module):
 class VGG16(nn.Module):
     "VGG16: 13 conv (3-wide) in 5 blocks of 64, 128, 256, 512, 512 channels, max-pool after each, + 3 fully connected layers (4096, 4096, `n_classes`)."
     blocks = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
-    def __init__(self, n_classes, dim=1, width=1.0, dropout=0.5, in_ch=1):
+    def __init__(self, # the module
+                 n_classes:int, # output logits
+                 dim:int=1, # 1: convolutions over the spectrum, 2: over its image
+                 width:float=1.0, # channel multiplier
+                 dropout:float=0.5, # before the hidden fully connected layers
+                 in_ch:int=1, # input channels
+                ):
         super().__init__()
         layers, ci = [], in_ch
         for block in self.blocks:
@@ -138,7 +164,12 @@ class VGG16(nn.Module):
 # %% ../nbs/03_models.ipynb #e1c478a4
 class BasicBlock(nn.Module):
     "ResNet basic block: two 3-wide conv + batch norm, identity shortcut (1-wide conv + batch norm where stride or channels change)."
-    def __init__(self, dim, ci, co, stride=1):
+    def __init__(self, # the module
+                 dim:int, # 1 or 2
+                 ci:int, # input channels
+                 co:int, # output channels
+                 stride:int=1, # of the first convolution and the shortcut
+                ):
         super().__init__()
         conv, bn = _nd(dim, 'Conv'), _nd(dim, 'BatchNorm')
         self.conv1, self.bn1 = conv(ci, co, 3, stride, 1, bias=False), bn(co)
@@ -152,7 +183,13 @@ class BasicBlock(nn.Module):
 # %% ../nbs/03_models.ipynb #3bfecb27
 class ResNet34(nn.Module):
     "ResNet34: 7-wide stride-2 stem + max-pool, basic blocks [3, 4, 6, 3] of 64, 128, 256, 512 channels, global average pool, 1 fully connected layer."
-    def __init__(self, n_classes, dim=1, width=1.0, in_ch=1, layers=(3, 4, 6, 3)):
+    def __init__(self, # the module
+                 n_classes:int, # output logits
+                 dim:int=1, # 1: convolutions over the spectrum, 2: over its image
+                 width:float=1.0, # channel multiplier
+                 in_ch:int=1, # input channels
+                 layers=(3, 4, 6, 3), # basic blocks per stage
+                ):
         super().__init__()
         ci = _ch(64, width)
         blocks = [*_conv_bn(dim, in_ch, ci, 7, 2), _nd(dim, 'MaxPool')(3, 2, 1)]
@@ -168,7 +205,11 @@ class ResNet34(nn.Module):
 # %% ../nbs/03_models.ipynb #11e42f07
 class SpectrumModel(nn.Module):
     "A CNN `net` on spectra: (batch, length) or (batch, 1, length) in, (batch, n_classes) logits out; 2D nets get an image `encoder` first."
-    def __init__(self, net, encoder=None, config=None):
+    def __init__(self, # the module
+                 net:nn.Module, # the CNN (1D or 2D)
+                 encoder:nn.Module=None, # 2D nets: spectrum -> image
+                 config:dict=None, # `get_model`'s arguments, to rebuild it
+                ):
         super().__init__()
         self.encoder, self.net, self.config = encoder, net, dict(config or {})
 
@@ -181,8 +222,15 @@ _NETS = dict(lenet=LeNet, alexnet=AlexNet, vgg16=VGG16, resnet34=ResNet34)
 MODEL_NAMES = [f"{n}_{d}d" for d in (1, 2) for n in _NETS]
 MIN_IMAGE_SIZE = 32  # VGG16's five 2x poolings need 32 pixels, AlexNet's stride-2 conv and three 3-wide poolings 29
 
-def get_model(name, n_classes, length=838, width=1.0, encoding=None, image_size=None, dropout=0.5):
-    "Model `name` (one of `MODEL_NAMES`) for spectra of `length` points; `get_model(**model.config)` rebuilds it."
+def get_model(name:str, # one of `MODEL_NAMES`, e.g. 'lenet_1d'
+              n_classes:int, # number of output logits
+              length:int=838, # points per input spectrum
+              width:float=1.0, # channel multiplier (0.25: the `cpu` profile)
+              encoding:str=None, # 2D models: 'gasf' (default), 'gadf' or 'reshape'; ignored for 1D
+              image_size:int=None, # 2D models: image side (default 64, or the smallest square for 'reshape'); ignored for 1D
+              dropout:float=0.5, # dropout of AlexNet's and VGG16's fully connected layers
+             ) -> SpectrumModel:
+    "Model `name` for spectra of `length` points; `get_model(**model.config)` rebuilds it."
     if name not in MODEL_NAMES: raise ValueError(f"name must be one of {MODEL_NAMES}, got {name!r}")
     arch, dim = name[:-3], int(name[-2])
     encoder = None
@@ -199,8 +247,10 @@ def get_model(name, n_classes, length=838, width=1.0, encoding=None, image_size=
     return SpectrumModel(net, encoder, config)
 
 # %% ../nbs/03_models.ipynb #9b886aad
-def count_params(model, trainable_only=False):
-    "Number of parameters in `model` (only those with `requires_grad` if `trainable_only`)."
+def count_params(model:nn.Module, # any torch model
+                 trainable_only:bool=False, # count only parameters with `requires_grad`
+                ) -> int:
+    "Number of parameters in `model`."
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 def _device(model):
@@ -208,8 +258,10 @@ def _device(model):
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device('cpu')
 
-def count_macs(model, length=None):
-    "Multiply-adds for one spectrum of `length` points (default `model.config['length']`): `FlopCounterMode` FLOPs / 2."
+def count_macs(model:nn.Module, # a `SpectrumModel` (or any model with a `config['length']`)
+               length:int=None, # points per spectrum (default `model.config['length']`)
+              ) -> int:
+    "Multiply-adds for one spectrum of `length` points: `FlopCounterMode` FLOPs / 2."
     length = length or model.config['length']
     was_training = model.training
     model.eval()
@@ -218,20 +270,35 @@ def count_macs(model, length=None):
     finally: model.train(was_training)
     return fc.get_total_flops() // 2
 
-def throughput(model, length=None, batch=256, seconds=1.0, warmup=1):
-    "Spectra per second through `model` (eval, `inference_mode`) on its device: the fastest of the batches timed for at least `seconds` after `warmup` batches."
+# %% ../nbs/03_models.ipynb #0bac59cb
+def time_steps(step, # a function of no arguments: one batch of work
+               seconds:float=1.0, # keep calling `step` until this much time has passed
+               warmup:int=1, # untimed calls first
+               device=None, # the device `step` computes on: CUDA work is waited for before each clock read
+               min_calls:int=1, # at least this many timed calls
+              ) -> np.ndarray:
+    "Seconds taken by each timed call of `step()`."
+    sync = torch.cuda.synchronize if device is not None and torch.device(device).type == 'cuda' else (lambda: None)
+    for _ in range(warmup): step()
+    sync()
+    times, start = [], time.perf_counter()
+    while len(times) < min_calls or time.perf_counter() - start < seconds:
+        t = time.perf_counter(); step(); sync()
+        times.append(time.perf_counter() - t)
+    return np.array(times)
+
+def throughput(model:nn.Module, # a `SpectrumModel`, on the device to time
+               length:int=None, # points per spectrum (default `model.config['length']`)
+               batch:int=256, # spectra per forward pass
+               seconds:float=1.0, # time batches for at least this long
+               warmup:int=1, # untimed batches first
+              ) -> float:
+    "Spectra per second through `model` (eval, `inference_mode`) on its device: its fastest timed batch."
     length = length or model.config['length']
     dev, was_training = _device(model), model.training
     x = torch.randn(batch, length, device=dev)
-    sync = torch.cuda.synchronize if dev.type == 'cuda' else (lambda: None)
     model.eval()
     try:
-        with torch.inference_mode():
-            for _ in range(warmup): model(x)
-            sync()
-            times, start = [], time.perf_counter()
-            while not times or time.perf_counter() - start < seconds:
-                t = time.perf_counter(); model(x); sync()
-                times.append(time.perf_counter() - t)
+        with torch.inference_mode(): times = time_steps(lambda: model(x), seconds, warmup, dev)
     finally: model.train(was_training)
-    return batch / min(times)
+    return batch / times.min()

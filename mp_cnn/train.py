@@ -1,4 +1,5 @@
-"""One plain-PyTorch trainer for all eight CNNs, on a laptop CPU, an Apple GPU or several CUDA GPUs, that leaves behind a checkpoint which needs nothing pickled to load.
+"""One plain-PyTorch trainer for all eight CNNs, on a laptop CPU, an Apple GPU or several CUDA GPUs, that leaves behind a checkpoint (chapter 3a) which needs nothing pickled to load.
+Also the hardware profiles, the corpus recipe chapter 5 evaluates (`training_data`), the shared metrics and the `mp-cnn train` command.
 
 Docs: https://mp-cnn.github.io/mp_cnn/train.html.md"""
 
@@ -6,8 +7,9 @@ Docs: https://mp-cnn.github.io/mp_cnn/train.html.md"""
 
 # %% ../nbs/04_train.ipynb #5d0b531a
 from __future__ import annotations
-import os, sys, json, time, math, argparse, platform, subprocess
+import os, time, math
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
@@ -16,23 +18,30 @@ import torch.nn.functional as F
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, TensorDataset, DistributedSampler
-from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
+from fastcore.basics import patch
+from fastcore.script import call_parse, anno_parser, store_true
 
-from .models import get_model, MODEL_NAMES
+from .data import Spectra, load_corpus
+from .preprocess import Pipeline, DEFAULT
+from .augment import split_groups, split_by_source, Augmenter, balance, ViewsDataset, label_codes
+from .models import get_model, MODEL_NAMES, time_steps
+from .checkpoint import cpu_state, save_checkpoint, load_checkpoint, checkpoint_grid
 
 # %% auto #0
-__all__ = ['PROFILES', 'dist_env', 'pick_device', 'init_distributed', 'macro_f1', 'predict', 'Trainer', 'checkpoint_grid',
-           'save_checkpoint', 'load_checkpoint', 'training_data', 'fit_corpus', 'train_cli', 'train_throughput']
+__all__ = ['PROFILES', 'dist_env', 'pick_device', 'init_distributed', 'confusion_matrix', 'macro_f1', 'profile_model',
+           'predict_logits', 'Trainer', 'training_data', 'fit_corpus', 'train_command', 'train_cli', 'train_throughput',
+           'save_checkpoint', 'load_checkpoint', 'checkpoint_grid']
 
 # %% ../nbs/04_train.ipynb #6e8fc1c6
-def dist_env():
+def dist_env() -> tuple:
     "(rank, world_size, local_rank) from the environment `torchrun` sets; (0, 1, 0) in a plain process."
     e = os.environ
     return int(e.get('RANK', 0)), int(e.get('WORLD_SIZE', 1)), int(e.get('LOCAL_RANK', 0))
 
-def pick_device(local_rank=None):
-    "The best device here: CUDA (GPU `local_rank` under `torchrun`), else Apple MPS, else the CPU."
+def pick_device(local_rank:int=None, # the GPU to use under `torchrun` (default: `LOCAL_RANK`)
+               ) -> torch.device:
+    "The best device here: CUDA, else Apple MPS, else the CPU."
     if torch.cuda.is_available(): return torch.device('cuda', dist_env()[2] if local_rank is None else local_rank)
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
@@ -47,11 +56,21 @@ def init_distributed():
     return rank, world, local
 
 # %% ../nbs/04_train.ipynb #2fe3d22b
-def macro_f1(y_true, y_pred, n_classes=None):
-    "Unweighted mean F1 over the classes present in `y_true` or `y_pred` (as scikit-learn's `f1_score(average='macro')`)."
+def confusion_matrix(y_true, # true class codes (array, list or tensor)
+                     y_pred, # predicted class codes
+                     n_classes:int=None, # matrix size (default: the largest code + 1)
+                    ) -> np.ndarray:
+    "Counts (k x k): row = true class, column = predicted class."
     t, p = np.asarray(y_true).astype(np.int64).ravel(), np.asarray(y_pred).astype(np.int64).ravel()
     k = n_classes or int(max(t.max(initial=-1), p.max(initial=-1)) + 1)
-    cm = np.bincount(t * k + p, minlength=k * k).reshape(k, k)
+    return np.bincount(t * k + p, minlength=k * k).reshape(k, k)
+
+def macro_f1(y_true, # true class codes (array, list or tensor)
+             y_pred, # predicted class codes
+             n_classes:int=None, # number of classes (default: the largest code + 1)
+            ) -> float:
+    "Unweighted mean F1 over the classes present in `y_true` or `y_pred` (as scikit-learn's `f1_score(average='macro')`)."
+    cm = confusion_matrix(y_true, y_pred, n_classes)
     tp = np.diag(cm); fp, fn = cm.sum(0) - tp, cm.sum(1) - tp
     present = (tp + fp + fn) > 0
     f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
@@ -63,6 +82,15 @@ PROFILES = {
     'gpu':  dict(width=1.0,  image_size=64, epochs=40, bs=256, lr=1e-3, wd=5e-2, label_smoothing=0.1, patience=8, subset=None, balance=1000, views=4),
     'tiny': dict(width=0.25, image_size=32, epochs=2,  bs=64,  lr=3e-3, wd=1e-2, label_smoothing=0.1, patience=None, subset=480, balance=None, views=1),
 }
+
+def profile_model(name:str, # one of `MODEL_NAMES`
+                  n_classes:int, # number of classes
+                  length:int=838, # points per spectrum
+                  profile='cpu', # a name in `PROFILES`, or a profile dict (with `width` and `image_size`)
+                 ) -> torch.nn.Module:
+    "Model `name` at a profile's width and, for 2D models, image size: the one way the trainer, benchmarks and chapter 5 build a model."
+    hp = PROFILES[profile] if isinstance(profile, str) else profile
+    return get_model(name, n_classes, length=length, width=hp['width'], image_size=hp['image_size'] if name.endswith('_2d') else None)
 
 # %% ../nbs/04_train.ipynb #363f36c1
 def _dataset(d):
@@ -76,12 +104,12 @@ def _amp_dtype(device):
     if device.type != 'cuda': return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
-def _cpu_state(model):
-    "A detached CPU copy of `model`'s state dict."
-    return {k: v.detach().to('cpu', copy=True) for k, v in model.state_dict().items()}
-
-def predict(model, X, bs=512, device=None):
-    "Logits (float32, on the CPU) of `model` for spectra `X` (array, tensor or `Dataset` of (x, y)), in eval mode."
+def predict_logits(model:torch.nn.Module, # a `SpectrumModel`
+                   X, # preprocessed spectra: array, tensor or `Dataset` of (x, y)
+                   bs:int=512, # batch size
+                   device=None, # where to compute (default: the model's device)
+                  ) -> torch.Tensor:
+    "Logits (float32, on the CPU) of `model` for spectra `X`, in eval mode (the model's mode is restored after)."
     device = device or next(model.parameters()).device
     ds = X if isinstance(X, Dataset) else TensorDataset(torch.as_tensor(np.asarray(X, dtype=np.float32)))
     amp, was_training, out = _amp_dtype(device), model.training, []
@@ -94,9 +122,19 @@ def predict(model, X, bs=512, device=None):
 
 # %% ../nbs/04_train.ipynb #0eb488c1
 class Trainer:
-    "Train `model` on `train` and score it on `valid` after each epoch; each an (X, y) pair or a `Dataset` of (x, y)."
-    def __init__(self, model, train, valid=None, bs=128, lr=3e-3, wd=1e-2, label_smoothing=0.1, seed=0,
-                 device=None, out=None, verbose=1):
+    "Train `model` on `train` and score it on `valid` after each epoch."
+    def __init__(self, model:torch.nn.Module, # the model to train (moved to `device`)
+                 train, # training data: an (X, y) pair of arrays or tensors, or a `Dataset` of (x, y)
+                 valid=None, # validation data, as `train`; None: no validation (the best epoch is the lowest training loss)
+                 bs:int=128, # batch size (per process under DDP)
+                 lr:float=3e-3, # peak learning rate of the one-cycle schedule
+                 wd:float=1e-2, # AdamW weight decay
+                 label_smoothing:float=0.1, # of the training loss
+                 seed:int=0, # seeds the weights' training order (batch order per epoch)
+                 device=None, # default: `pick_device()`
+                 out=None, # folder for metrics.csv and resume.pt (rank 0 writes)
+                 verbose:int=1, # 0 quiet, 1 a line per epoch, 2 a live progress bar too
+                ):
         self.rank, self.world, local = init_distributed()
         self.device = torch.device(device) if device else pick_device(local)
         self.model = model.to(self.device)
@@ -112,193 +150,201 @@ class Trainer:
     @property
     def main(self): return self.rank == 0
 
-    def loader(self, epoch=0):
-        "The shuffled training batches of `epoch`: the same order for the same seed and epoch (this rank's share under DDP)."
-        if hasattr(self.train_ds, 'set_epoch'): self.train_ds.set_epoch(epoch)    # AugmentedDataset, ViewsDataset: this epoch's variants
-        per_rank = math.ceil(len(self.train_ds) / self.world)
-        kw = dict(batch_size=self.bs, drop_last=per_rank > self.bs, pin_memory=self.device.type == 'cuda')
-        if self.world > 1:
-            sampler = DistributedSampler(self.train_ds, self.world, self.rank, shuffle=True, seed=self.seed)
-            sampler.set_epoch(epoch)
-            return DataLoader(self.train_ds, sampler=sampler, **kw)
-        return DataLoader(self.train_ds, shuffle=True, generator=torch.Generator().manual_seed(self.seed + epoch), **kw)
+# %% ../nbs/04_train.ipynb #f6e9e75c
+@patch
+def loader(self:Trainer, epoch:int=0, # which epoch: sets the shuffle and, for views datasets, the view
+          ) -> DataLoader:
+    "The shuffled training batches of `epoch` (this rank's share under DDP)."
+    if hasattr(self.train_ds, 'set_epoch'): self.train_ds.set_epoch(epoch)    # AugmentedDataset, ViewsDataset: this epoch's variants
+    per_rank = math.ceil(len(self.train_ds) / self.world)
+    kw = dict(batch_size=self.bs, drop_last=per_rank > self.bs, pin_memory=self.device.type == 'cuda')
+    if self.world > 1:
+        sampler = DistributedSampler(self.train_ds, self.world, self.rank, shuffle=True, seed=self.seed)
+        sampler.set_epoch(epoch)
+        return DataLoader(self.train_ds, sampler=sampler, **kw)
+    return DataLoader(self.train_ds, shuffle=True, generator=torch.Generator().manual_seed(self.seed + epoch), **kw)
 
-    def step(self, xb, yb, opt, sched=None):
-        "One optimisation step on a batch; returns the loss."
-        xb, yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-            loss = F.cross_entropy(self.net(xb), yb, label_smoothing=self.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(opt); self.scaler.update()
-        if sched is not None: sched.step()
-        return loss.item()
+@patch
+def step(self:Trainer, xb, yb, # one batch of spectra and class codes
+         opt, # the optimiser
+         sched=None, # a scheduler stepped after the optimiser, if any
+        ) -> float:
+    "One optimisation step on a batch; returns the loss."
+    xb, yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
+    with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+        loss = F.cross_entropy(self.net(xb), yb, label_smoothing=self.label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    self.scaler.scale(loss).backward()
+    self.scaler.step(opt); self.scaler.update()
+    if sched is not None: sched.step()
+    return loss.item()
 
-    def evaluate(self, ds=None):
-        "Loss (without label smoothing), accuracy and macro-F1 on `ds` (default: the validation set)."
-        ds = _dataset(ds) if ds is not None else self.valid_ds
-        logits = predict(self.model, ds, self.bs * 2, self.device)
-        y = torch.stack([ds[i][1] for i in range(len(ds))]) if not isinstance(ds, TensorDataset) else ds.tensors[1]
-        pred = logits.argmax(1)
-        return dict(valid_loss=F.cross_entropy(logits, y).item(), accuracy=(pred == y).float().mean().item(),
-                    macro_f1=macro_f1(y, pred, logits.shape[1]))
+# %% ../nbs/04_train.ipynb #ebd4befc
+@patch
+def evaluate(self:Trainer, ds=None, # (X, y) or a `Dataset`; default: the validation set
+            ) -> dict:
+    "Loss (without label smoothing), accuracy and macro-F1 on `ds`."
+    ds = _dataset(ds) if ds is not None else self.valid_ds
+    logits = predict_logits(self.model, ds, self.bs * 2, self.device)
+    y = torch.stack([ds[i][1] for i in range(len(ds))]) if not isinstance(ds, TensorDataset) else ds.tensors[1]
+    pred = logits.argmax(1)
+    return dict(valid_loss=F.cross_entropy(logits, y).item(), accuracy=(pred == y).float().mean().item(),
+                macro_f1=macro_f1(y, pred, logits.shape[1]))
 
-    def _sync(self, *xs):
-        "Under DDP: rank 0's buffers (batch-norm statistics) to every rank, and the sums of `xs` over ranks."
-        if self.world == 1: return xs
-        for b in self.model.buffers(): dist.broadcast(b, 0)
-        t = torch.tensor(xs, dtype=torch.float64, device=self.device if self.device.type == 'cuda' else 'cpu')
-        dist.all_reduce(t)
-        return tuple(t.tolist())
+@patch
+def _sync(self:Trainer, *xs):
+    "Under DDP: rank 0's buffers (batch-norm statistics) to every rank, and the sums of `xs` over ranks."
+    if self.world == 1: return xs
+    for b in self.model.buffers(): dist.broadcast(b, 0)
+    t = torch.tensor(xs, dtype=torch.float64, device=self.device if self.device.type == 'cuda' else 'cpu')
+    dist.all_reduce(t)
+    return tuple(t.tolist())
 
-    def _log(self, row, epochs):
-        "One line per epoch (verbose >= 1) and the metrics log in `out` (rank 0 only)."
-        if not self.main: return
-        if self.verbose:
-            s = '  '.join(f"{k} {v:.4f}" for k, v in row.items() if k not in ('epoch', 'time', 'lr', 'best'))
-            print(f"epoch {row['epoch']}/{epochs}  {s}  {row['time']:.1f}s{'  *' if row.get('best') else ''}", flush=True)
-        if self.out:
-            self.out.mkdir(parents=True, exist_ok=True)
-            pd.DataFrame(self.history).to_csv(self.out/'metrics.csv', index=False)
+@patch
+def _log(self:Trainer, row, epochs):
+    "One line per epoch (verbose >= 1) and the metrics log in `out` (rank 0 only)."
+    if not self.main: return
+    if self.verbose:
+        s = '  '.join(f"{k} {v:.4f}" for k, v in row.items() if k not in ('epoch', 'time', 'lr', 'best'))
+        print(f"epoch {row['epoch']}/{epochs}  {s}  {row['time']:.1f}s{'  *' if row.get('best') else ''}", flush=True)
+    if self.out:
+        self.out.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(self.history).to_csv(self.out/'metrics.csv', index=False)
 
-    def fit(self, epochs, patience=None, resume=None, cb=None):
-        "Train for `epochs` with one-cycle AdamW; stop after `patience` epochs without a better validation macro-F1; keep the best weights."
-        torch.manual_seed(self.seed)
-        opt = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=self.wd)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, self.lr, total_steps=epochs * len(self.loader()), pct_start=0.25)
-        start, best, best_score, bad = 0, None, -math.inf, 0
-        if resume is not None and Path(resume).exists():
-            st = torch.load(resume, map_location='cpu', weights_only=True)
-            self.model.load_state_dict(st['model']); opt.load_state_dict(st['opt']); sched.load_state_dict(st['sched'])
-            self.scaler.load_state_dict(st['scaler']); torch.set_rng_state(st['rng'])
-            start, best, best_score, bad, self.history = st['epoch'], st['best'], st['best_score'], st['bad'], st['history']
-        for epoch in range(start, epochs):
-            t0, tot, n = time.time(), 0., 0
-            self.net.train()
-            bar = tqdm(self.loader(epoch), desc=f"epoch {epoch + 1}/{epochs}", leave=False,
-                       disable=not (self.main and self.verbose >= 2))
-            for xb, yb in bar:
-                tot += self.step(xb, yb, opt, sched) * len(yb); n += len(yb)
-                bar.set_postfix(loss=f"{tot / n:.4f}", refresh=False)
-            tot, n = self._sync(tot, n)
-            row = dict(epoch=epoch + 1, train_loss=tot / n)
-            if self.valid_ds is not None: row.update(self.evaluate())
-            score = row.get('macro_f1', -row['train_loss'])
-            if score > best_score: best, best_score, bad, row['best'] = _cpu_state(self.model), score, 0, True
-            else: bad += 1
-            row.update(lr=sched.get_last_lr()[0], time=time.time() - t0)
-            self.history.append(row)
-            self._log(row, epochs)
-            if self.out and self.main:
-                torch.save(dict(model=_cpu_state(self.model), opt=opt.state_dict(), sched=sched.state_dict(),
-                                scaler=self.scaler.state_dict(), rng=torch.get_rng_state(), epoch=epoch + 1, best=best,
-                                best_score=best_score, bad=bad, history=self.history), self.out/'resume.pt')
-            if (patience is not None and bad >= patience) | bool(cb is not None and cb(self, row)): break
-        if best is not None: self.model.load_state_dict(best)
-        return self.history
+# %% ../nbs/04_train.ipynb #ae10d4aa
+@patch
+def _one_epoch(self:Trainer, epoch, epochs, opt, sched):
+    "Train one epoch; the mean training loss (over all ranks)."
+    tot, n = 0., 0
+    self.net.train()
+    bar = tqdm(self.loader(epoch), desc=f"epoch {epoch + 1}/{epochs}", leave=False,
+               disable=not (self.main and self.verbose >= 2))
+    for xb, yb in bar:
+        tot += self.step(xb, yb, opt, sched) * len(yb); n += len(yb)
+        bar.set_postfix(loss=f"{tot / n:.4f}", refresh=False)
+    tot, n = self._sync(tot, n)
+    return tot / n
 
-    def lr_find(self, start=1e-6, end=1.0, n=60, stop_div=4.0):
-        "Loss against learning rate over `n` exponentially spaced steps (weights restored after); dict(lrs, losses, suggestion)."
-        saved = _cpu_state(self.model)
-        opt = torch.optim.AdamW(self.model.parameters(), lr=start, weight_decay=self.wd)
-        lrs, losses, avg, it = [], [], 0., iter(())
-        self.net.train()
-        for i in range(n):
-            lr = start * (end / start) ** (i / max(n - 1, 1))
-            for g in opt.param_groups: g['lr'] = lr
-            try: xb, yb = next(it)
-            except StopIteration: it = iter(self.loader(i)); xb, yb = next(it)
-            avg = 0.9 * avg + 0.1 * self.step(xb, yb, opt)
-            lrs.append(lr); losses.append(avg / (1 - 0.9 ** (i + 1)))
-            if not math.isfinite(losses[-1]) or losses[-1] > stop_div * min(losses): break
-        self.model.load_state_dict(saved)
-        return dict(lrs=lrs, losses=losses, suggestion=lrs[int(np.nanargmin(losses))] / 10)
+@patch
+def _save_resume(self:Trainer, opt, sched, epoch, best, best_score, bad):
+    "Write `out`/resume.pt after `epoch` epochs."
+    torch.save(dict(model=cpu_state(self.model), opt=opt.state_dict(), sched=sched.state_dict(),
+                    scaler=self.scaler.state_dict(), rng=torch.get_rng_state(), epoch=epoch, best=best,
+                    best_score=best_score, bad=bad, history=self.history), self.out/'resume.pt')
+
+@patch
+def _load_resume(self:Trainer, path, opt, sched):
+    "Restore model, optimiser, scheduler, scaler, random state and history; (epochs done, best weights, best score, epochs without gain)."
+    st = torch.load(path, map_location='cpu', weights_only=True)
+    self.model.load_state_dict(st['model']); opt.load_state_dict(st['opt']); sched.load_state_dict(st['sched'])
+    self.scaler.load_state_dict(st['scaler']); torch.set_rng_state(st['rng'])
+    self.history = st['history']
+    return st['epoch'], st['best'], st['best_score'], st['bad']
+
+# %% ../nbs/04_train.ipynb #4270b9d5
+@patch
+def fit(self:Trainer, epochs:int, # epochs to train (the one-cycle schedule spans all of them)
+        patience:int=None, # stop after this many epochs without a better score; None: never
+        resume=None, # a resume.pt to continue from, if it exists
+        cb=None, # `cb(trainer, row)` after each epoch; stop when it returns True
+       ) -> list:
+    "Train with one-cycle AdamW, keep the best epoch's weights; the history (one dict per epoch)."
+    torch.manual_seed(self.seed)
+    opt = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=self.wd)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, self.lr, total_steps=epochs * len(self.loader()), pct_start=0.25)
+    start, best, best_score, bad = 0, None, -math.inf, 0
+    if resume is not None and Path(resume).exists(): start, best, best_score, bad = self._load_resume(resume, opt, sched)
+    for epoch in range(start, epochs):
+        t0 = time.time()
+        row = dict(epoch=epoch + 1, train_loss=self._one_epoch(epoch, epochs, opt, sched))
+        if self.valid_ds is not None: row.update(self.evaluate())
+        score = row.get('macro_f1', -row['train_loss'])
+        if score > best_score: best, best_score, bad, row['best'] = cpu_state(self.model), score, 0, True
+        else: bad += 1
+        row.update(lr=sched.get_last_lr()[0], time=time.time() - t0)
+        self.history.append(row)
+        self._log(row, epochs)
+        if self.out and self.main: self._save_resume(opt, sched, epoch + 1, best, best_score, bad)
+        if (patience is not None and bad >= patience) | bool(cb is not None and cb(self, row)): break
+    if best is not None: self.model.load_state_dict(best)
+    return self.history
+
+# %% ../nbs/04_train.ipynb #7b665aab
+@patch
+def lr_find(self:Trainer, start:float=1e-6, # first learning rate
+            end:float=1.0, # last learning rate
+            n:int=60, # steps (batches) at most
+            stop_div:float=4.0, # stop when the smoothed loss exceeds this multiple of its minimum
+           ) -> dict:
+    "Loss against learning rate over exponentially spaced steps (weights restored after); dict(lrs, losses, suggestion)."
+    saved = cpu_state(self.model)
+    opt = torch.optim.AdamW(self.model.parameters(), lr=start, weight_decay=self.wd)
+    lrs, losses, avg, it = [], [], 0., iter(())
+    self.net.train()
+    for i in range(n):
+        lr = start * (end / start) ** (i / max(n - 1, 1))
+        for g in opt.param_groups: g['lr'] = lr
+        try: xb, yb = next(it)
+        except StopIteration: it = iter(self.loader(i)); xb, yb = next(it)
+        avg = 0.9 * avg + 0.1 * self.step(xb, yb, opt)
+        lrs.append(lr); losses.append(avg / (1 - 0.9 ** (i + 1)))
+        if not math.isfinite(losses[-1]) or losses[-1] > stop_div * min(losses): break
+    self.model.load_state_dict(saved)
+    return dict(lrs=lrs, losses=losses, suggestion=lrs[int(np.nanargmin(losses))] / 10)
 
 # %% ../nbs/04_train.ipynb #d00690f7
-def _grid_json(grid):
-    "A wavenumber grid as dict(lo, hi, step, n) when evenly spaced, else as a list."
-    g = np.asarray(grid, dtype=np.float64)
-    if len(g) > 2 and np.allclose(np.diff(g), g[1] - g[0]):
-        return dict(lo=float(g[0]), hi=float(g[-1]), step=float(g[1] - g[0]), n=len(g))
-    return g.tolist()
-
-def checkpoint_grid(config):
-    "The wavenumber grid (numpy array) stored in a checkpoint's `config`."
-    g = config['grid']
-    return g['lo'] + g['step'] * np.arange(g['n']) if isinstance(g, dict) else np.asarray(g, dtype=np.float64)
-
-def _git_commit():
-    "The current git commit of the mp_cnn source tree (`$MP_CNN_COMMIT` where the tree has no .git, e.g. a copy on a GPU box), or None."
-    if os.environ.get('MP_CNN_COMMIT'): return os.environ['MP_CNN_COMMIT']
-    try: return subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=Path(__file__).parent, capture_output=True,
-                               text=True, timeout=5).stdout.strip() or None
-    except Exception: return None
-
-def _jsonable(o):
-    "numpy scalars and arrays (and anything else) in a form `json` can write."
-    if hasattr(o, 'tolist'): return o.tolist()
-    return str(o)
-
-# %% ../nbs/04_train.ipynb #e98c434c
-def save_checkpoint(path, model, classes, grid, preprocess=None, metrics=None, train_config=None):
-    "Write `model` to folder `path` as `model.safetensors` + `config.json`; `preprocess` is stored verbatim (JSON-able)."
-    path = Path(path); path.mkdir(parents=True, exist_ok=True)
-    model = getattr(model, 'module', model)
-    save_file({k: v.contiguous() for k, v in _cpu_state(model).items()}, str(path/'model.safetensors'))
-    train_config = dict(train_config or {})
-    config = dict(model=model.config, classes=list(classes), grid=_grid_json(grid), preprocess=preprocess,
-                  metrics=metrics or {}, train=train_config, seed=train_config.get('seed'),
-                  torch=torch.__version__, git_commit=_git_commit(), created=time.strftime('%Y-%m-%dT%H:%M:%S'))
-    (path/'config.json').write_text(json.dumps(config, indent=1, default=_jsonable))
-    return path
-
-def load_checkpoint(path, device='cpu'):
-    "(model in eval mode, config dict) from a folder written by `save_checkpoint`."
-    path = Path(path)
-    config = json.loads((path/'config.json').read_text())
-    model = get_model(**config['model'])
-    model.load_state_dict(load_file(str(path/'model.safetensors')))
-    return model.to(device).eval(), config
+_all_ = ['save_checkpoint', 'load_checkpoint', 'checkpoint_grid']   # re-exported from mp_cnn.checkpoint
 
 # %% ../nbs/04_train.ipynb #a0745dff
 def _split(sp, valid_size, seed, held_out=None):
     "(train, valid): source `held_out` against the rest, else a `split_groups` split by physical sample."
-    from mp_cnn.augment import split_groups, split_by_source
     return split_by_source(sp, held_out) if held_out is not None else split_groups(sp, valid_size, seed)
 
-def training_data(train, classes, prep, hp, seed=0, balanced=False, device=None):
-    "(dataset, spectra) to train on under profile `hp`: `train` balanced to hp['balance'] per class (unless `balanced`), in hp['views'] views (the first as measured, the rest augmented on `device`), each through `prep`."
-    from mp_cnn.augment import Augmenter, balance, ViewsDataset
-    aug = Augmenter.from_spectra(train)                   # interferents (biofilm, cellulose) from the training part only
-    if hp.get('balance') and not balanced: train = balance(train, hp['balance'], seed, aug)
+def training_data(train:Spectra, # the training part of a split (raw spectra)
+                  classes:list, # class names: a label's code is its index here
+                  prep, # preprocessing applied to every view (a `Pipeline`: Spectra -> Spectra)
+                  hp:dict, # a profile (`PROFILES`): its `balance` (spectra per class) and `views`
+                  seed:int=0, # seeds balancing and augmentation
+                  rebalance:bool=True, # bring every class to hp['balance'] first (False: `train` is balanced already)
+                  device=None, # where to augment (default: the CPU)
+                  magnitudes:dict=None, # augmentation magnitudes overriding `augment.MAGNITUDES` (chapter 2)
+                  probabilities:dict=None, # augmentation probabilities overriding `augment.PROBABILITIES`
+                 ) -> tuple:
+    "(dataset, spectra) to train on: `train` balanced, in hp['views'] views (the first as measured, the rest augmented), each through `prep`."
+    aug = Augmenter.from_spectra(train, magnitudes=magnitudes, probabilities=probabilities)   # interferents from the training part only
+    if hp.get('balance') and rebalance: train = balance(train, hp['balance'], seed, aug)
     return ViewsDataset(train, hp.get('views') or 1, classes, aug, prep, seed, device), train
 
-
 # %% ../nbs/04_train.ipynb #54199eaf
-def fit_corpus(model='lenet_1d', profile='cpu', out=None, epochs=None, seed=0, held_out=None, spectra=None,
-               valid_size=0.2, resume=False, verbose=1, **overrides):
-    "Train `model` with `profile` (overridden by `epochs` and `overrides`) on the corpus; checkpoint to `out`. Returns (trainer, config)."
+def fit_corpus(model:str='lenet_1d', # one of `MODEL_NAMES`
+               profile:str='cpu', # a name in `PROFILES`
+               out=None, # checkpoint folder (also metrics.csv and resume.pt); None: write nothing
+               epochs:int=None, # override the profile's epochs
+               seed:int=0, # seeds the subset, split, augmentation, weights and batch order
+               held_out:str=None, # validate on this source and train on the others; None: a group split
+               spectra=None, # the spectra to use (default: `load_corpus()`)
+               valid_size:float=0.2, # fraction of physical samples to validate on (group split)
+               resume:bool=False, # continue from `out`/resume.pt if it exists
+               verbose:int=1, # 0 quiet, 1 a line per epoch, 2 a progress bar too
+               **overrides, # profile entries to override (None values are ignored)
+              ) -> tuple:
+    "Train `model` with `profile` on the corpus and checkpoint it to `out`: (trainer, config)."
     hp = {**PROFILES[profile], **{k: v for k, v in overrides.items() if v is not None}}
     if epochs: hp['epochs'] = epochs
     t0 = time.time()
-    # the earlier chapters are imported here, not at the top, so that loading a checkpoint (chapter 6's cold start) stays fast
-    from mp_cnn.data import load_corpus
-    from mp_cnn.preprocess import Pipeline, DEFAULT
     sp = load_corpus() if spectra is None else spectra
     if hp['subset'] and hp['subset'] < len(sp):
         sp = sp[np.sort(np.random.default_rng(seed).choice(len(sp), hp['subset'], replace=False))]
     classes = sorted(sp.meta['label'].unique())
-    codes = lambda s: pd.Categorical(s.meta['label'], categories=classes).codes.astype(np.int64)
     prep = Pipeline.from_config(DEFAULT)
     train, valid = _split(sp, valid_size, seed, held_out)
     ds, train = training_data(train, classes, prep, hp, seed, device=pick_device())
     valid_p = prep(valid)
     grid = valid_p.wavenumbers
     torch.manual_seed(seed)
-    is2d = model.endswith('_2d')
-    net = get_model(model, len(classes), length=len(grid), width=hp['width'], image_size=hp['image_size'] if is2d else None)
+    net = profile_model(model, len(classes), len(grid), hp)
     out = Path(out) if out else None
-    tr = Trainer(net, ds, (valid_p.X, codes(valid)), bs=hp['bs'], lr=hp['lr'], wd=hp['wd'],
+    tr = Trainer(net, ds, (valid_p.X, label_codes(valid, classes)), bs=hp['bs'], lr=hp['lr'], wd=hp['wd'],
                  label_smoothing=hp['label_smoothing'], seed=seed, out=out, verbose=verbose)
     if tr.main and verbose:
         print(f"{model} | profile {profile} | {tr.device} x{tr.world} | train {len(train)}, valid {len(valid)} spectra, "
@@ -315,35 +361,46 @@ def fit_corpus(model='lenet_1d', profile='cpu', out=None, epochs=None, seed=0, h
     return tr, config
 
 # %% ../nbs/04_train.ipynb #8817f52c
-def train_cli(argv=None):
-    "`mp-cnn train`: train one model on the corpus and write its checkpoint and metrics.csv to `--out`."
-    p = argparse.ArgumentParser(prog='mp-cnn train', description=train_cli.__doc__.split(': ', 1)[1])
-    p.add_argument('--model', default='lenet_1d', choices=MODEL_NAMES)
-    p.add_argument('--profile', default='cpu', choices=list(PROFILES))
-    p.add_argument('--out', required=True, help='checkpoint folder (created)')
-    p.add_argument('--epochs', type=int); p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--held-out', help='validate on this source, train on the others')
-    p.add_argument('--bs', type=int); p.add_argument('--lr', type=float); p.add_argument('--width', type=float)
-    p.add_argument('--resume', action='store_true', help='continue from OUT/resume.pt if it exists')
-    p.add_argument('--progress', action='store_true', help='a live progress bar per epoch')
-    p.add_argument('--quiet', action='store_true')
-    a = p.parse_args(argv)
-    _, cfg = fit_corpus(a.model, a.profile, a.out, a.epochs, a.seed, a.held_out, resume=a.resume,
-                        verbose=0 if a.quiet else (2 if a.progress else 1), bs=a.bs, lr=a.lr, width=a.width)
-    if not a.quiet and dist_env()[0] == 0: print(f"wrote {a.out} in {cfg['wall_s']:.0f} s")
+@call_parse
+def train_command(model:Annotated[str, dict(choices=MODEL_NAMES)]='lenet_1d', # the CNN to train
+                  profile:Annotated[str, dict(choices=list(PROFILES))]='cpu', # hyper-parameter profile
+                  out:Annotated[str, dict(required=True)]=None, # checkpoint folder (created)
+                  epochs:int=None, # override the profile's epochs
+                  seed:int=0, # random seed
+                  held_out:str=None, # validate on this source, train on the others
+                  bs:int=None, # override the profile's batch size
+                  lr:float=None, # override the profile's learning rate
+                  width:float=None, # override the profile's width
+                  resume:store_true=False, # continue from OUT/resume.pt if it exists
+                  progress:store_true=False, # a live progress bar per epoch
+                  quiet:store_true=False, # print nothing
+                 ) -> int:
+    "Train one model on the corpus and write its checkpoint and metrics.csv to `--out`."
+    _, cfg = fit_corpus(model, profile, out, epochs, seed, held_out, resume=resume,
+                        verbose=0 if quiet else (2 if progress else 1), bs=bs, lr=lr, width=width)
+    if not quiet and dist_env()[0] == 0: print(f"wrote {out} in {cfg['wall_s']:.0f} s")
     return 0
 
+def train_cli(argv:list=None, # the arguments after `mp-cnn train` (default: `sys.argv[1:]`)
+             ) -> int:
+    "`mp-cnn train`: `train_command` with `argv` parsed by its docments."
+    a = vars(anno_parser(train_command, prog='mp-cnn train').parse_args(argv))
+    a.pop('pdb', None); a.pop('xtra', None)
+    return train_command(**a)
+
 # %% ../nbs/04_train.ipynb #abe4e18c
-def train_throughput(name, profile='cpu', seconds=3.0, n_classes=13, length=838, device=None):
-    "Training spectra per second of model `name` built with `profile`'s width, image size and batch size."
+def train_throughput(name:str, # one of `MODEL_NAMES`
+                     profile:str='cpu', # its width, image size and batch size
+                     seconds:float=3.0, # time steps for at least this long
+                     n_classes:int=13, # output size
+                     length:int=838, # points per spectrum
+                     device=None, # default: `pick_device()`
+                    ) -> float:
+    "Training spectra per second (forward, backward, AdamW step) of model `name` on random input, after one warm-up step."
     hp = PROFILES[profile]
-    m = get_model(name, n_classes, length=length, width=hp['width'], image_size=hp['image_size'] if name.endswith('_2d') else None)
+    m = profile_model(name, n_classes, length, hp)
     tr = Trainer(m, (np.zeros((hp['bs'], length), np.float32), np.zeros(hp['bs'], np.int64)), device=device, verbose=0)
     opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
     xb, yb = torch.randn(hp['bs'], length), torch.randint(0, n_classes, (hp['bs'],))
-    sync = torch.cuda.synchronize if tr.device.type == 'cuda' else (lambda: None)
-    m.train(); tr.step(xb, yb, opt); sync()
-    n, t0 = 0, time.perf_counter()
-    while (dt := time.perf_counter() - t0) < seconds: tr.step(xb, yb, opt); n += hp['bs']
-    sync()
-    return n / (time.perf_counter() - t0)
+    m.train()
+    return hp['bs'] / time_steps(lambda: tr.step(xb, yb, opt), seconds, 1, tr.device).mean()

@@ -8,27 +8,26 @@
     python scripts/ablate_augment.py D 4 '{"add_noise": 0.1}'                                 # noise to SNR 10: measured, not adopted
 """
 import sys, json, numpy as np, torch
-import mp_cnn.augment as A
 from mp_cnn.data import load_corpus
-from mp_cnn.augment import split_groups
-from mp_cnn.evaluate import cnn_classifier, evaluate, perturbed, _codes, _prep
-from mp_cnn.train import predict
+from mp_cnn.augment import split_groups, label_codes
+from mp_cnn.evaluate import cnn_classifier, evaluate, perturbed, preprocessed
+from mp_cnn.train import predict_logits
 from mp_cnn.preprocess import DEFAULT
 
 name, views = sys.argv[1], int(sys.argv[2])
-if len(sys.argv) > 3: A.MAGNITUDES.update(json.loads(sys.argv[3]))
-if len(sys.argv) > 4: A.PROBABILITIES.update(json.loads(sys.argv[4]))
+magnitudes = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None         # overrides of augment.MAGNITUDES
+probabilities = json.loads(sys.argv[4]) if len(sys.argv) > 4 else None      # overrides of augment.PROBABILITIES
 protocols = sys.argv[5].split(',') if len(sys.argv) > 5 else ['group', 'loso']
 sp = load_corpus()
-clf = cnn_classifier('lenet_1d', 'cpu', views=views, device='cpu')
+clf = cnn_classifier('lenet_1d', 'cpu', views=views, device='cpu', magnitudes=magnitudes, probabilities=probabilities)
 for p in protocols:
     accs = []
     for row in evaluate(clf, sp, p, 'lenet_1d'):
         line = f"{name} {p} {row['held_out'] or '-'} acc {row['accuracy']:.3f} f1 {row['macro_f1']:.3f} {row['wall_s']}s"
         if p == 'group':
-            _, te = split_groups(sp, 0.2, 0); net = row['_model']; y = _codes(te, row['_classes'])
+            _, te = split_groups(sp, 0.2, 0); net = row['_model']; y = label_codes(te, row['_classes'])
             for kind, v in [('snr', 10), ('snr', 30), ('snr', 100), ('low', 1250), ('low', 750)]:
-                pr = predict(net, _prep(DEFAULT, perturbed(te, kind, v))).argmax(1).numpy()
+                pr = predict_logits(net, preprocessed(DEFAULT, perturbed(te, kind, v))).argmax(1).numpy()
                 line += f" {kind}{v} {(pr == y).mean():.3f}"
         accs.append(row['accuracy']); print(line, flush=True)
     print(f"{name} {p} MEAN {np.mean(accs):.3f}", flush=True)

@@ -17,22 +17,23 @@ import numpy as np, pandas as pd, torch
 from mp_cnn.data import load_corpus, load_spectra
 from mp_cnn.preprocess import OPEN_SPECY, DEFAULT
 from mp_cnn.augment import split_groups
-from mp_cnn.models import MODEL_NAMES, get_model
-from mp_cnn.train import PROFILES, save_checkpoint, _git_commit
+from mp_cnn.models import MODEL_NAMES, time_steps
+from mp_cnn.checkpoint import save_checkpoint, git_commit
+from mp_cnn.train import PROFILES, profile_model
 from mp_cnn.evaluate import (evaluate, search_classifier, knn_classifier, logreg_classifier, cnn_classifier, hardware,
-                             speed_table, summarise, BASELINES, PROTOCOLS)
+                             speed_table, summarise, BASELINES, PROTOCOLS, LOSO_SOURCES)
 
 def classifier(name, profile, epochs, seed, protocol, device=None):
     if name == 'search_openspecy': return search_classifier(OPEN_SPECY)
     if name == 'search_default': return search_classifier(DEFAULT)
     if name == 'knn': return knn_classifier()
     if name == 'logreg': return logreg_classifier(seed=seed)
-    return cnn_classifier(name, profile, epochs, seed, balanced=protocol == 'leaky', device=device)
+    return cnn_classifier(name, profile, epochs, seed, rebalance=protocol != 'leaky', device=device)   # leaky: balanced before the split
 
 def run(a):
     sp, out = corpus(a), Path(a.out)
     done = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=['model', 'protocol', 'held_out', 'epochs', 'seed'])
-    base = dict(profile=a.profile, hardware=hardware(), commit=_git_commit())
+    base = dict(profile=a.profile, hardware=hardware(), commit=git_commit())
     for m in a.models.split(','):
         for p in a.protocols.split(','):
             ep = (a.epochs or PROFILES[a.profile]['epochs']) if m not in BASELINES else 0
@@ -43,10 +44,9 @@ def run(a):
                 net, classes = row.pop('_model'), row.pop('_classes')
                 y, pred = row.pop('_y'), row.pop('_pred')
                 if net is not None and row.get('device', 'cpu') == 'cpu':     # a GPU run's speed is --speed's job, not a CPU timing here
-                    X = torch.randn(2048, net.config['length'])
-                    t = time.perf_counter(); net.eval()
-                    with torch.inference_mode(): net(X[:256]); t = time.perf_counter(); [net(X[i:i + 512]) for i in range(0, 2048, 512)]
-                    row['infer_sps'] = round(2048 / (time.perf_counter() - t))
+                    X = torch.randn(512, net.config['length']); net.eval()
+                    with torch.inference_mode(): times = time_steps(lambda: net(X), seconds=0, warmup=1, min_calls=4)   # 4 batches of 512
+                    row['infer_sps'] = round(512 / times.mean())
                 if net is not None and p == 'group':
                     save_checkpoint(Path(a.runs)/f'{m}_group', net, classes, sp.wavenumbers, DEFAULT,
                                     dict(accuracy=row['accuracy'], macro_f1=row['macro_f1']), dict(model=m, profile=a.profile, epochs=ep, seed=a.seed))
@@ -67,14 +67,14 @@ def speed(a):
     sp = corpus(a)
     train, _ = split_groups(sp, 0.2, a.seed)
     q = sp[np.random.default_rng(a.seed).choice(len(sp), 10_000, replace=True)]
-    hp, models = PROFILES[a.profile], {}
+    models = {}
     for m in a.models.split(','):
         if m in BASELINES: continue
         torch.manual_seed(a.seed)
-        models[m] = get_model(m, sp.labels.nunique(), len(sp.wavenumbers), hp['width'], image_size=hp['image_size'] if m.endswith('_2d') else None).to(a.device or 'cpu')
+        models[m] = profile_model(m, sp.labels.nunique(), len(sp.wavenumbers), a.profile).to(a.device or 'cpu')
     df = speed_table(models, train, q, a.profile, a.bs)
     df['device'] = [(a.device or 'cpu') if m in models else 'cpu' for m in df.method]
-    df['hardware'], df['profile'], df['commit'], df['seed'], df['bs'] = hardware(), a.profile, _git_commit(), a.seed, a.bs
+    df['hardware'], df['profile'], df['commit'], df['seed'], df['bs'] = hardware(), a.profile, git_commit(), a.seed, a.bs
     df.round(3).to_csv(Path(a.out).parent/(a.speed_out or 'speed.csv'), index=False)
     print(df[['method', 'spectra_per_s', 'spectra_per_s_with_prep', 'x_search_default', 'x_search_openspecy', 'peak_mb']].round(2).to_string(index=False))
 
@@ -91,7 +91,7 @@ def main(argv=None):
     p.add_argument('--profile', default='cpu', choices=list(PROFILES))
     p.add_argument('--models', default=','.join(list(BASELINES) + list(MODEL_NAMES)))
     p.add_argument('--protocols', default=','.join(PROTOCOLS))
-    p.add_argument('--sources', default='frond_2021,kedzierski_2019,villegas_camacho_2024,microplastix,primpke_2018')
+    p.add_argument('--sources', default=','.join(LOSO_SOURCES))
     p.add_argument('--epochs', type=int, help="override the profile's epochs (a shorter 'cpu-eval' setting)")
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--corpus', help='a corpus written by mp_cnn.data.save_spectra (path without suffix) instead of load_corpus()')

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from mp_cnn.data import load_corpus
 from mp_cnn.preprocess import DEFAULT
-from mp_cnn.evaluate import protocol_splits, cnn_classifier, search_classifier, _codes, hardware, accuracy
-from mp_cnn.train import macro_f1, _git_commit
+from mp_cnn.augment import label_codes
+from mp_cnn.evaluate import protocol_splits, cnn_classifier, search_classifier, hardware, accuracy
+from mp_cnn.checkpoint import git_commit
+from mp_cnn.train import macro_f1
 
 ROOT = Path(__file__).resolve().parents[1]
 shipped = json.loads((ROOT/'mp_cnn/pretrained/calibration.json').read_text())['threshold']
@@ -22,7 +24,7 @@ classes = sorted(sp.labels.astype(str).unique())
 cnn, search = cnn_classifier('lenet_1d', 'gpu', seed=0, device='cpu'), search_classifier(DEFAULT)
 for protocol in ('group', 'loso'):
     for held, train, test in protocol_splits(sp, protocol, seed=0):
-        y = _codes(test, classes)
+        y = label_codes(test, classes)
         pc, P, _ = cnn(train, test, classes)
         ps, *_ = search(train, test, classes)
         for t in THRESHOLDS:
@@ -31,7 +33,7 @@ for protocol in ('group', 'loso'):
             rows.append(dict(protocol=protocol, held_out=held or '', threshold=t, shipped_threshold=t == round(shipped, 3),
                              cnn_share=round(float(sure.mean()), 4), accuracy=accuracy(y, pred), macro_f1=macro_f1(y, pred, len(classes))))
         print(protocol, held or '-', ' '.join(f"t={r['threshold']}: {r['accuracy']:.3f}" for r in rows[-len(THRESHOLDS):]), flush=True)
-df = pd.DataFrame(rows).assign(model='lenet_1d', profile='gpu', device='cpu', seed=0, hardware=hardware(), commit=_git_commit(),
+df = pd.DataFrame(rows).assign(model='lenet_1d', profile='gpu', device='cpu', seed=0, hardware=hardware(), commit=git_commit(),
                                 date=datetime.datetime.now().isoformat(timespec='seconds'))
 df.to_csv(ROOT/'results/hybrid.csv', index=False)
 print(df[df.protocol == 'loso'].groupby('threshold')[['accuracy', 'cnn_share']].mean().round(3).to_string())

@@ -23,7 +23,10 @@ def tables():
            'Accuracy and macro-F1; LOSO = mean over `n_loso` held-out labs; sorted by LOSO accuracy. `profile` cpu = this 2-core CPU,',
            'gpu = NVIDIA H200 shared by four jobs; `group_train_s` = seconds for balancing, augmented views and training on the group split.', '',
            md(tab.assign(group_train_s=tab.group_train_s.round(0)))]
-    out += ['', '## Leave one source out, accuracy per held-out lab', '', md(loso_table(res))]
+    out += ['', '## Leave one source out, accuracy per held-out lab', '',
+            'The `prior` row is `mp_cnn.evaluate.PRIOR_LOSO`: issue 5\'s quick measurement of library search with Open Specy\'s default',
+            'preprocessing on an earlier version of the corpus (about 7,700 spectra), not rerun; `search_openspecy` is the same method measured here.', '',
+            md(loso_table(res))]
     for f, title in (('speed', "this CPU, `cpu` profile widths"), ('speed_cpu_full_width', 'this CPU, full-width LeNets (`gpu` profile)'),
                      ('speed_gpu', 'NVIDIA H200, `gpu` profile, CNNs on the GPU in batches of 4,096, library search on 4 CPU threads')):
         if not (R/f'{f}.csv').exists(): continue

@@ -175,3 +175,20 @@ def test_views_dataset(corpus):
     assert not torch.equal(a.views[1], a.views[2])
     a.set_epoch(4); x, y = a[5]
     assert torch.equal(x, a.views[1][5]) and a.classes[int(y)] == sub.labels.iloc[5]
+
+
+def test_chapter2_prose_matches_the_ablation():
+    "Chapter 2 quotes the augmentation ablation (results/augment_ablation.md): recomputed here so that the text cannot drift from it."
+    import json
+    from pathlib import Path
+    from test_evaluate import _md_table, _prose
+    ab = _md_table(Path(__file__).resolve().parents[1]/'results'/'augment_ablation.md', '')
+    a, c = ab['A'], ab['C']
+    from decimal import Decimal, ROUND_HALF_UP
+    f2 = lambda k, r: str(Decimal(r[k]).quantize(Decimal('0.01'), ROUND_HALF_UP))      # the table's 3 decimals, to 2
+    claim = (f"fell to {f2('SNR 30', a)} accuracy on test spectra with SNR 30 noise and {f2('nothing < 1250', a)} with nothing measured below 1250 cm-1. "
+             f"Chapter 4's trainer sees every spectrum in four views (`ViewsDataset`, below); with these defaults, leave-one-source-out accuracy rose "
+             f"from {a['LOSO mean'].rstrip(' *')} to {c['LOSO mean']}, SNR 30 from {f2('SNR 30', a)} to {f2('SNR 30', c)} and below-1250 truncation from "
+             f"{f2('nothing < 1250', a)} to {f2('nothing < 1250', c)}, at a cost of {float(a['group acc']) - float(c['group acc']):.2f} on the group split "
+             f"({a['group acc']} -> {c['group acc']})")
+    assert claim in _prose('02_augment'), claim

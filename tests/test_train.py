@@ -5,7 +5,9 @@ import numpy as np, pandas as pd, pytest, torch
 from safetensors.torch import load_file
 
 from mp_cnn.models import MODEL_NAMES, get_model
-from mp_cnn.train import Trainer, macro_f1, save_checkpoint, load_checkpoint, checkpoint_grid, predict, PROFILES
+from mp_cnn.train import Trainer, macro_f1, predict_logits, PROFILES, profile_model
+from mp_cnn.checkpoint import save_checkpoint, load_checkpoint, checkpoint_grid
+import mp_cnn.train
 from mp_cnn.cli import main
 
 
@@ -28,7 +30,7 @@ def test_macro_f1_matches_hand_computation():
 @pytest.mark.parametrize('name', MODEL_NAMES)
 def test_models_train_one_step_and_round_trip(name, tmp_path):
     torch.manual_seed(0)
-    m = get_model(name, 3, width=0.25, image_size=32 if name.endswith('_2d') else None)
+    m = profile_model(name, 3, 838, 'cpu')
     X, y = toy(16, 838)
     before = {k: v.clone() for k, v in m.state_dict().items()}
     tr = Trainer(m, (X, y), bs=16, verbose=0)
@@ -38,7 +40,23 @@ def test_models_train_one_step_and_round_trip(name, tmp_path):
     m2, cfg = load_checkpoint(tmp_path)
     assert not m2.training and cfg['classes'] == ['a', 'b', 'c'] and cfg['seed'] == 0
     assert np.array_equal(checkpoint_grid(cfg), np.arange(650., 4000., 4.))
-    assert torch.equal(predict(m, X[:4]), predict(m2, X[:4]))
+    assert torch.equal(predict_logits(m, X[:4]), predict_logits(m2, X[:4]))
+
+
+def test_checkpoint_functions_are_reexported_by_train():
+    "Chapter 6 imports them from `mp_cnn.train` until it switches to `mp_cnn.checkpoint`."
+    assert (mp_cnn.train.save_checkpoint, mp_cnn.train.load_checkpoint, mp_cnn.train.checkpoint_grid) == \
+           (save_checkpoint, load_checkpoint, checkpoint_grid)
+
+
+def test_predict_logits_restores_mode_and_matches_forward():
+    torch.manual_seed(0)
+    m = get_model('alexnet_1d', 3, length=64, width=0.1)        # dropout: eval mode matters
+    X = toy(8)[0]
+    out = predict_logits(m, X, bs=3)
+    assert m.training and out.shape == (8, 3) and out.dtype == torch.float32
+    m.eval()
+    with torch.no_grad(): assert torch.allclose(out, m(torch.as_tensor(X)), atol=1e-6)
 
 
 def _run(seed=0, out=None, stop=None, resume=None, epochs=4):
@@ -120,3 +138,17 @@ def test_cli_dispatch(capsys):
     assert main(['nope']) == 2
     r = subprocess.run(['mp-cnn', 'train', '--help'], capture_output=True, text=True)
     assert r.returncode == 0 and '--held-out' in r.stdout
+
+
+def test_chapter4_gpu_training_times_match_results():
+    "Chapter 4's prose quotes the group-split training times of results/gpu.csv: recomputed here so that a rerun cannot leave them stale."
+    import json, re
+    root = Path(__file__).resolve().parents[1]
+    text = ' '.join(' '.join(''.join(c['source']) for c in json.loads((root/'nbs/04_train.ipynb').read_text())['cells']
+                             if c['cell_type'] == 'markdown').split())
+    g = pd.read_csv(root/'results/gpu.csv')
+    t = g[g.protocol == 'group'].set_index('model').train_s
+    span = lambda ms: f"{min(t[m] for m in ms):.0f}-{max(t[m] for m in ms):.0f}" if len({round(t[m]) for m in ms}) > 1 else f"{t[ms[0]]:.0f}"
+    claim = (f"{span(['lenet_1d', 'lenet_2d'])} s for the LeNets, {span(['alexnet_1d', 'alexnet_2d', 'resnet34_2d'])} s for the AlexNets and "
+             f"resnet34_2d, {span(['resnet34_1d'])} s for resnet34_1d, {span(['vgg16_1d', 'vgg16_2d'])} s for the VGGs")
+    assert claim in text, claim
