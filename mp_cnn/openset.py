@@ -21,8 +21,8 @@ from .augment import atmosphere_bands
 
 # %% auto #0
 __all__ = ['SHARE_ALIKE', 'SCORES', 'BLANK_KINDS', 'DEFAULT_RULE', 'unit_rows', 'Library', 'build_library', 'load_library',
-           'logits_features', 'fit_feature_stats', 'open_set_scores', 'blank_spectra', 'thresholds', 'rule_score',
-           'auroc', 'open_set_metrics', 'OpenSetRule', 'fit_open_set', 'plot_match']
+           'logits_features', 'fit_feature_stats', 'open_set_scores', 'class_quantiles', 'blank_spectra', 'thresholds',
+           'rule_score', 'auroc', 'open_set_metrics', 'OpenSetRule', 'fit_open_set', 'plot_match']
 
 # %% ../nbs/05a_openset.ipynb #bc5ac750
 def unit_rows(X, # (n, p) spectra; NaN counts as 0
@@ -127,7 +127,7 @@ def logits_features(model, # a chapter-3 model
     return torch.cat(outs).numpy(), torch.cat(feats).flatten(1).numpy()
 
 # %% ../nbs/05a_openset.ipynb #7d6730f5
-SCORES = ('softmax', 'energy', 'mahalanobis', 'knn', 'hqi_pred', 'hqi_best', 'openmax')
+SCORES = ('softmax', 'energy', 'mahalanobis', 'knn', 'hqi_pred', 'hqi_class', 'hqi_best', 'openmax')
 
 def _weibull_tail(d, tail):
     "Weibull (shape, scale) fitted to the `tail` largest of distances `d` (location 0)."
@@ -178,8 +178,16 @@ def open_set_scores(stats, # from `fit_feature_stats`
     maha = np.einsum('ncd,de,nce->nc', D, stats['prec'], D)
     F = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
     knn = -np.sort(-(F @ stats['bank'].T), 1)[:, k - 1] if len(F) else np.zeros(0)
+    hqi = per[np.arange(len(X)), pred]
     return pd.DataFrame(dict(pred=pred, softmax=softmax(logits, 1).max(1), energy=logsumexp(logits, 1), mahalanobis=-np.nan_to_num(maha, nan=np.inf).min(1),
-                             knn=knn, hqi_pred=per[np.arange(len(X)), pred], hqi_best=r, openmax=_openmax(logits, stats['mav'], stats['weibull']), ref_index=best))
+                             knn=knn, hqi_pred=hqi, hqi_class=hqi - stats['hqi_q'][pred] if 'hqi_q' in stats else np.nan, hqi_best=r,
+                             openmax=_openmax(logits, stats['mav'], stats['weibull']), ref_index=best))
+
+def class_quantiles(cal_scores, # `open_set_scores` of calibration spectra
+                    n_classes, q=0.05, min_n=10):
+    "The `q` quantile of `hqi_pred` among calibration spectra predicted as each class (all of them where fewer than `min_n`): `hqi_class` subtracts it."
+    s, p = cal_scores.hqi_pred.to_numpy(), cal_scores.pred.to_numpy()
+    return np.array([np.quantile(s[p == c] if (p == c).sum() >= min_n else s, q) for c in range(n_classes)], np.float32)
 
 # %% ../nbs/05a_openset.ipynb #28aa67f5
 BLANK_KINDS = ('noise', 'baseline', 'water vapour', 'CO2', 'vapour + CO2 + baseline')
@@ -248,6 +256,7 @@ _WHY = dict(softmax=lambda v, t, c: f"p={v:.2f} < {t:.2f}", energy=lambda v, t, 
             mahalanobis=lambda v, t, c: f"unlike the training spectra in the network's features (distance {np.sqrt(-v):.1f} > {np.sqrt(-t):.1f})",
             knn=lambda v, t, c: f"no training spectrum near in the network's features (cosine {v:.2f} < {t:.2f})",
             hqi_pred=lambda v, t, c: f"no {c} reference closer than r={t:.2f} (best {v:.2f})",
+            hqi_class=lambda v, t, c: f"no {c} reference close enough for a {c} answer (r {v:+.2f} from the class's usual match; limit {t:+.2f})",
             hqi_best=lambda v, t, c: f"no reference closer than r={t:.2f} (best {v:.2f})",
             openmax=lambda v, t, c: f"OpenMax P(unknown)={1 - v:.2f} > {1 - t:.2f}")
 
@@ -265,7 +274,9 @@ class OpenSetRule:
             classes, method=DEFAULT_RULE, acceptance=0.95):
         "A rule whose feature statistics come from `X_fit` and thresholds from `X_cal` (accepting `acceptance` of them)."
         stats = fit_feature_stats(*logits_features(model, X_fit), np.asarray(y_fit))
-        S = open_set_scores(stats, library, X_cal, *logits_features(model, X_cal))
+        Lc, Fc = logits_features(model, X_cal)
+        stats['hqi_q'] = class_quantiles(open_set_scores(stats, library, X_cal, Lc, Fc), len(classes))
+        S = open_set_scores(stats, library, X_cal, Lc, Fc)
         thr = thresholds(S, method, acceptance)
         return cls(method, thr, stats, library, classes, dict(acceptance=acceptance, n_fit=len(X_fit), n_cal=len(X_cal),
                    cal_accepted=float((S[list(thr)] >= pd.Series(thr)).all(axis=1).mean()), created=time.strftime('%Y-%m-%dT%H:%M:%S')))

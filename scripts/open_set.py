@@ -18,7 +18,7 @@ from mp_cnn.augment import split_groups, split_by_source
 from mp_cnn.evaluate import cnn_classifier, LOSO_SOURCES, hardware
 from mp_cnn.train import save_checkpoint, load_checkpoint, _git_commit
 from mp_cnn.openset import (SCORES, DEFAULT_RULE, build_library, logits_features, fit_feature_stats, open_set_scores, thresholds,
-                            rule_score, open_set_metrics, blank_spectra)
+                            rule_score, open_set_metrics, blank_spectra, fit_open_set, class_quantiles)
 
 LCO_CLASSES = ('rubber', 'PU', 'non_plastic', 'other_plastic', 'CA', 'EVA', 'PA')
 CACHE = Path('.dev/open_set')
@@ -54,21 +54,24 @@ def trained(fold, fit, profile, epochs, seed=0):
     print(f"trained {fold}: {tc}", flush=True)
     return info['model'].eval(), classes, tc
 
-METHODS = SCORES + ('mahalanobis+hqi_pred', 'knn+hqi_pred', 'mahalanobis+hqi_best', 'knn+hqi_best', 'energy+hqi_pred', 'softmax+hqi_pred', 'openmax+hqi_pred')
-CURVE = (0.80, 0.85, 0.90, 0.925, 0.95, 0.97, 0.99)
+METHODS = SCORES + ('mahalanobis+hqi_pred', 'knn+hqi_pred', 'mahalanobis+hqi_best', 'knn+hqi_best', 'energy+hqi_pred', 'softmax+hqi_pred',
+                    'openmax+hqi_pred', 'mahalanobis+hqi_class', 'knn+hqi_class', 'softmax+hqi_class', 'hqi_class+hqi_best')
+CURVE = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99)
+CURVE_METHODS = ('softmax', 'hqi_pred', 'hqi_best', 'knn+hqi_best', 'mahalanobis+hqi_best')
 NATURAL = ('animal fur', 'plant fibres', 'chitin', 'coal', 'charcoal', 'sand')
 
 def prep(s): return np.asarray(Pipeline.from_config(DEFAULT)(s).X, np.float32)
 
 def codes(s, classes): return pd.Categorical(s.labels.astype(str), categories=classes).codes
 
-def score_fold(model, classes, fit, cal):
+def score_fold(model, classes, fit, cal, per=8, max_k=40):
     "(rule ingredients for the fold: stats, library, calibration scores), from `fit` and `cal` only."
     Xf = prep(fit)
-    lib = build_library(fit, Xf)
+    lib = build_library(fit, Xf, per, max_k)
     stats = fit_feature_stats(*logits_features(model, Xf), codes(fit, classes))
-    Xc = prep(cal)
-    return stats, lib, open_set_scores(stats, lib, Xc, *logits_features(model, Xc))
+    Xc = prep(cal); Lc, Fc = logits_features(model, Xc)
+    stats['hqi_q'] = class_quantiles(open_set_scores(stats, lib, Xc, Lc, Fc), len(classes))
+    return stats, lib, open_set_scores(stats, lib, Xc, Lc, Fc)
 
 def scores_of(model, stats, lib, X):
     return open_set_scores(stats, lib, X, *logits_features(model, X))
@@ -93,6 +96,7 @@ if __name__ == '__main__':
     p.add_argument('--folds', default='lco,group,loso'); p.add_argument('--train-only', action='store_true')
     p.add_argument('--cached-only', action='store_true', help='score only the folds whose model is cached (fewer folds: say so)')
     p.add_argument('--ship', action='store_true', help="write the chosen rule and library for the shipped model into mp_cnn/pretrained")
+    p.add_argument('--per', type=int, default=8); p.add_argument('--max-k', type=int, default=40)
     p.add_argument('--out', default='results/open_set.csv')
     a = p.parse_args()
     sp = load_corpus()
@@ -127,17 +131,17 @@ if __name__ == '__main__':
             print(f"  {fold}: foreign {np.concatenate([f.meta['file'].to_numpy() for f in foreign])[flags == ''][i]}: CNN says {classes[s.pred]} p={s.softmax:.2f}, "
                   f"best reference r={s.hqi_best:.2f}, r to its class {s.hqi_pred:.2f}", flush=True)
         return out
-    for proto, fold, fit, cal, test, unk in folds(sp, a.folds.split(','), a.seed):
+    for proto, fold, fit, cal, test, unk in folds(sp, [f for f in a.folds.split(',') if f != 'shipped'], a.seed):
         if a.cached_only and not (CACHE/a.profile/fold/'config.json').exists(): print('not cached, skipped:', fold); continue
         model, classes, tc = trained(fold, fit, a.profile, a.epochs, a.seed)
         tc = dict(profile=tc['profile'], epochs=tc['epochs'], train_s=tc.get('train_s'), **common)
-        stats, lib, S_cal = score_fold(model, classes, fit, cal)
+        stats, lib, S_cal = score_fold(model, classes, fit, cal, a.per, a.max_k)
         S_test, y_test = scores_of(model, stats, lib, prep(test)), codes(test, classes)
         S_unk = scores_of(model, stats, lib, prep(unk)) if len(unk) else S_test[:0]
         if proto != 'group':
             res += rows(proto, fold, S_cal, S_test, y_test, S_unk, classes, **tc)
         if proto == 'leave_classes_out':
-            curve += rows(proto, fold, S_cal, S_test, y_test, S_unk, classes, CURVE, (DEFAULT_RULE, 'softmax', 'hqi_pred', 'mahalanobis'), **tc)
+            curve += rows(proto, fold, S_cal, S_test, y_test, S_unk, classes, CURVE, tuple(dict.fromkeys(CURVE_METHODS + (DEFAULT_RULE,))), **tc)
         if fold == 'non_plastic':
             nat = (unk.meta['dataset'] == 'primpke_2018').to_numpy() & unk.meta['raw_label'].isin(NATURAL).to_numpy()
             res += rows('never_a_plastic', fold, S_cal, S_test, y_test, S_unk[nat], classes, **tc)
@@ -146,13 +150,14 @@ if __name__ == '__main__':
             res += extra_sets(model, classes, cfg, stats, lib, S_cal, S_test, y_test, fold, tc)
         print(f"{proto} {fold}: " + ', '.join(f"{r['method']} {r['accuracy_with_unknowns']:.3f}" for r in res[-len(METHODS):]), flush=True)
         pd.DataFrame(res).to_csv(a.out, index=False)
-    if 'group' in a.folds:   # the shipped model, calibrated on fit_default's own calibration split
+    if 'group' in a.folds or 'shipped' in a.folds:   # the shipped model, calibrated on fit_default's own calibration split
         net, cfg = load_checkpoint(pretrained_dir())
         fit, cal = split_groups(sp, 0.15, a.seed)
-        stats, lib, S_cal = score_fold(net, cfg['classes'], fit, cal)
+        stats, lib, S_cal = score_fold(net, cfg['classes'], fit, cal, a.per, a.max_k)
         tc = dict(profile='gpu', epochs=cfg['train'].get('epochs'), train_s=cfg['train'].get('wall_s'), **common)
         res += [dict(r, n_known=0, known_acceptance=np.nan, known_accuracy=np.nan, auroc=np.nan, accuracy_with_unknowns=np.nan)
                 for r in extra_sets(net, cfg['classes'], cfg, stats, lib, S_cal, S_cal, codes(cal, cfg['classes']), 'shipped', tc)]
+        if a.ship: print('shipped:', fit_open_set(net, cfg['classes'], fit, cal, out=pretrained_dir(), method=DEFAULT_RULE, per=a.per, max_k=a.max_k), flush=True)
     pd.DataFrame(res).round(4).to_csv(a.out, index=False)
     if curve:
         c = pd.DataFrame(curve).groupby(['method', 'acceptance_target'])[['known_acceptance', 'unknown_rejection', 'accuracy_with_unknowns']].mean().reset_index()
