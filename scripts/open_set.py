@@ -55,9 +55,9 @@ def trained(fold, fit, profile, epochs, seed=0):
     return info['model'].eval(), classes, tc
 
 METHODS = SCORES + ('mahalanobis+hqi_pred', 'knn+hqi_pred', 'mahalanobis+hqi_best', 'knn+hqi_best', 'energy+hqi_pred', 'softmax+hqi_pred',
-                    'openmax+hqi_pred', 'mahalanobis+hqi_class', 'knn+hqi_class', 'softmax+hqi_class', 'hqi_class+hqi_best')
+                    'openmax+hqi_pred', 'mahalanobis+hqi_class', 'knn+hqi_class', 'softmax+hqi_class', 'hqi_class+hqi_best', 'hqi_pred+hqi_best')
 CURVE = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99)
-CURVE_METHODS = ('softmax', 'hqi_pred', 'hqi_best', 'knn+hqi_best', 'mahalanobis+hqi_best')
+CURVE_METHODS = ('softmax', 'mahalanobis', 'knn', 'hqi_pred', 'hqi_best', 'hqi_pred+hqi_best')
 NATURAL = ('animal fur', 'plant fibres', 'chitin', 'coal', 'charcoal', 'sand')
 
 def prep(s): return np.asarray(Pipeline.from_config(DEFAULT)(s).X, np.float32)
