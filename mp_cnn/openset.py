@@ -169,19 +169,24 @@ def _openmax(L, mav, wb, alpha=3):
 def open_set_scores(stats, # from `fit_feature_stats`
                     lib:Library, # references; its classes must be the model's
                     X, logits, feats, # model input, logits and features of the spectra to score
+                    only=SCORES, # the scores to compute (the library match is always made: it is the evidence)
                     k=5):
-    "DataFrame of every score in `SCORES` (higher = more like the training classes) with `pred` and the library's evidence."
+    "DataFrame of the scores in `only` (higher = more like the training classes) with `pred` and the best reference's index."
     from scipy.special import logsumexp, softmax
-    pred = logits.argmax(1)
+    pred, need = logits.argmax(1), set(only)
     best, r, per = lib.match(X)
-    D = feats[:, None] - stats['mu'][None]
-    maha = np.einsum('ncd,de,nce->nc', D, stats['prec'], D)
-    F = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
-    knn = -np.sort(-(F @ stats['bank'].T), 1)[:, k - 1] if len(F) else np.zeros(0)
-    hqi = per[np.arange(len(X)), pred]
-    return pd.DataFrame(dict(pred=pred, softmax=softmax(logits, 1).max(1), energy=logsumexp(logits, 1), mahalanobis=-np.nan_to_num(maha, nan=np.inf).min(1),
-                             knn=knn, hqi_pred=hqi, hqi_class=hqi - stats['hqi_q'][pred] if 'hqi_q' in stats else np.nan, hqi_best=r,
-                             openmax=_openmax(logits, stats['mav'], stats['weibull']), ref_index=best))
+    out = dict(pred=pred, softmax=softmax(logits, 1).max(1) if 'softmax' in need else None, energy=logsumexp(logits, 1) if 'energy' in need else None)
+    if 'mahalanobis' in need:
+        D = feats[:, None] - stats['mu'][None]
+        out['mahalanobis'] = -np.nan_to_num(np.einsum('ncd,de,nce->nc', D, stats['prec'], D), nan=np.inf).min(1)
+    if 'knn' in need:
+        F = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+        out['knn'] = -np.sort(-(F @ stats['bank'].T), 1)[:, k - 1] if len(F) else np.zeros(0)
+    out['hqi_pred'] = per[np.arange(len(X)), pred]
+    if 'hqi_class' in need and 'hqi_q' in stats: out['hqi_class'] = out['hqi_pred'] - stats['hqi_q'][pred]
+    out['hqi_best'] = r
+    if 'openmax' in need: out['openmax'] = _openmax(logits, stats['mav'], stats['weibull'])
+    return pd.DataFrame({**{n: v for n, v in out.items() if v is not None}, 'ref_index': best})
 
 def class_quantiles(cal_scores, # `open_set_scores` of calibration spectra
                     n_classes, q=0.05, min_n=10):
@@ -249,8 +254,8 @@ def open_set_metrics(y_known, # true codes of known-class test spectra
                 auroc=auroc(score_known, score_unknown) if score_known is not None else np.nan,
                 accuracy_with_unknowns=float((ok.sum() + np.sum(rejected_unknown)) / n) if n else np.nan)
 
-# %% ../nbs/05a_openset.ipynb #4a292d7d
-DEFAULT_RULE = 'mahalanobis+hqi_pred'   # chosen by the protocols in results/open_set.csv (checked at the end of this chapter)
+# %% ../nbs/05a_openset.ipynb #098ef8f0
+DEFAULT_RULE = 'hqi_pred'   # chosen by the protocols in results/open_set.csv (checked at the end of this chapter)
 
 _WHY = dict(softmax=lambda v, t, c: f"p={v:.2f} < {t:.2f}", energy=lambda v, t, c: f"energy {v:.1f} < {t:.1f}",
             mahalanobis=lambda v, t, c: f"unlike the training spectra in the network's features (distance {np.sqrt(-v):.1f} > {np.sqrt(-t):.1f})",
@@ -289,7 +294,7 @@ def __call__(self:OpenSetRule, X, # (n, grid) model input
              logits, features, # the network's outputs on `X` (`logits_features`)
             ):
     "(unknown: bool array, reasons: list of str ('' when known), evidence: DataFrame with the best reference, r, and the scores)."
-    S = open_set_scores(self.stats, self.library, X, logits, features)
+    S = open_set_scores(self.stats, self.library, X, logits, features, only=list(self.thr))
     bad = {n: S[n].to_numpy() < t for n, t in self.thr.items()}
     unknown = np.any(list(bad.values()), 0) if len(X) else np.zeros(0, bool)
     pred = np.array(self.classes, dtype=object)[S.pred.to_numpy()] if len(X) else np.array([], object)
