@@ -84,12 +84,13 @@ def save(self:Library, path, # a folder: writes library.safetensors and library.
     (path/'library.json').write_text(json.dumps(dict(grid=self.grid.tolist(), terms=SHARE_ALIKE, meta=self.meta.to_dict('list')), indent=0))
     return path
 
-def load_library(path):
+def load_library(path, # a folder written by `Library.save`
+                ):
     "The `Library` saved in folder `path`."
     path = Path(path); j = json.loads((path/'library.json').read_text())
     return Library(load_file(str(path/'library.safetensors'))['X'], pd.DataFrame(j['meta']), j['grid'])
 
-# %% ../nbs/05a_openset.ipynb #d46ee62a
+# %% ../nbs/05a_openset.ipynb #69fa338a
 @patch
 def match(self:Library, X, # (n, grid) model input
           chunk=4096):
@@ -110,7 +111,7 @@ def evidence(self:Library, X, # (n, grid) model input
     return pd.DataFrame(dict(ref_label=m['label'].to_numpy(), ref_source=m['dataset'].to_numpy(), ref_id=m['sample_id'].to_numpy(),
                              ref_licence=m['licence'].to_numpy(), ref_index=i, hqi=r.round(4)))
 
-# %% ../nbs/05a_openset.ipynb #4c36abaa
+# %% ../nbs/05a_openset.ipynb #ac89eb7f
 def logits_features(model, # a chapter-3 model
                     X, # (n, grid) model input
                     bs=2048):
@@ -126,7 +127,7 @@ def logits_features(model, # a chapter-3 model
     if not outs: return np.zeros((0, last.out_features), np.float32), np.zeros((0, last.in_features), np.float32)
     return torch.cat(outs).numpy(), torch.cat(feats).flatten(1).numpy()
 
-# %% ../nbs/05a_openset.ipynb #7d6730f5
+# %% ../nbs/05a_openset.ipynb #50b27189
 SCORES = ('softmax', 'energy', 'mahalanobis', 'knn', 'hqi_pred', 'hqi_class', 'hqi_best', 'openmax')
 
 def _weibull_tail(d, tail):
@@ -155,7 +156,7 @@ def fit_feature_stats(logits, # (n, k) training logits
     wb = np.stack([_weibull_tail(np.linalg.norm(logits[ok & (y == c)] - mav[c], axis=1), tail) if (ok & (y == c)).any() else np.array([1., 1e-6]) for c in range(k)])
     return {n: np.ascontiguousarray(v, np.float32) for n, v in dict(mu=mu, prec=prec, bank=bank / np.maximum(np.linalg.norm(bank, axis=1, keepdims=True), 1e-12), mav=mav, weibull=wb).items()}
 
-# %% ../nbs/05a_openset.ipynb #c8a0b4f2
+# %% ../nbs/05a_openset.ipynb #88d1e6f3
 def _openmax(L, mav, wb, alpha=3):
     "1 - P(unknown) of OpenMax for logits `L`, class mean logits `mav` and Weibull (shape, scale) `wb`."
     d = np.nan_to_num(np.linalg.norm(L[:, None] - mav[None], axis=2), nan=1e9, posinf=1e9)
@@ -189,12 +190,15 @@ def open_set_scores(stats, # from `fit_feature_stats`
     return pd.DataFrame({**{n: v for n, v in out.items() if v is not None}, 'ref_index': best})
 
 def class_quantiles(cal_scores, # `open_set_scores` of calibration spectra
-                    n_classes, q=0.05, min_n=10):
+                    n_classes:int, # classes of the model
+                    q=0.05, # the quantile
+                    min_n=10, # fewer calibration spectra predicted as a class than this: use all
+                   ):
     "The `q` quantile of `hqi_pred` among calibration spectra predicted as each class (all of them where fewer than `min_n`): `hqi_class` subtracts it."
     s, p = cal_scores.hqi_pred.to_numpy(), cal_scores.pred.to_numpy()
     return np.array([np.quantile(s[p == c] if (p == c).sum() >= min_n else s, q) for c in range(n_classes)], np.float32)
 
-# %% ../nbs/05a_openset.ipynb #28aa67f5
+# %% ../nbs/05a_openset.ipynb #bc12161f
 BLANK_KINDS = ('noise', 'baseline', 'water vapour', 'CO2', 'vapour + CO2 + baseline')
 
 def blank_spectra(n=50, # how many (cycling through `BLANK_KINDS`)
@@ -215,7 +219,7 @@ def blank_spectra(n=50, # how many (cycling through `BLANK_KINDS`)
                              sample_id=[f'blank_{i}' for i in range(n)], group=[f'synthetic:blank_{i}' for i in range(n)]))
     return Spectra(wn, np.array(X, np.float32), meta)
 
-# %% ../nbs/05a_openset.ipynb #c090a06e
+# %% ../nbs/05a_openset.ipynb #d2293f97
 def thresholds(cal_scores:pd.DataFrame, # scores of calibration spectra of the known classes
                method:str, # score names joined by '+', e.g. 'mahalanobis+hqi_pred'
                acceptance=0.95, # fraction of calibration spectra the rule must accept
@@ -228,12 +232,17 @@ def thresholds(cal_scores:pd.DataFrame, # scores of calibration spectra of the k
         if (S >= thr).all(axis=1).mean() >= acceptance: break
     return dict(zip(names, thr.tolist()))
 
-def rule_score(cal_scores, scores, method):
+def rule_score(cal_scores, # scores of calibration spectra
+               scores, # scores of the spectra to rank
+               method:str, # score names joined by '+'
+              ):
     "One number per row of `scores`, higher = more known: the smallest, over `method`'s scores, of its calibration CDF."
     return np.min([np.searchsorted(np.sort(cal_scores[n].to_numpy()), scores[n].to_numpy(), 'right') / len(cal_scores)
                    for n in method.split('+')], 0)
 
-def auroc(known, unknown):
+def auroc(known, # scores of known-class spectra
+          unknown, # scores of unknowns
+         ):
     "Area under the ROC curve of scores, `known` positive (higher = more known): P(known > unknown), ties half."
     from scipy.stats import rankdata
     k, u = np.asarray(known, float), np.asarray(unknown, float)
@@ -254,7 +263,7 @@ def open_set_metrics(y_known, # true codes of known-class test spectra
                 auroc=auroc(score_known, score_unknown) if score_known is not None else np.nan,
                 accuracy_with_unknowns=float((ok.sum() + np.sum(rejected_unknown)) / n) if n else np.nan)
 
-# %% ../nbs/05a_openset.ipynb #098ef8f0
+# %% ../nbs/05a_openset.ipynb #3e8a119d
 DEFAULT_RULE = 'hqi_pred'   # chosen by the protocols in results/open_set.csv (checked at the end of this chapter)
 
 _WHY = dict(softmax=lambda v, t, c: f"p={v:.2f} < {t:.2f}", energy=lambda v, t, c: f"energy {v:.1f} < {t:.1f}",
@@ -288,7 +297,7 @@ class OpenSetRule:
 
     def __repr__(self): return f"OpenSetRule {self.method!r}: " + ', '.join(f"{k} >= {v:.3g}" for k, v in self.thr.items()) + f"; {self.library}"
 
-# %% ../nbs/05a_openset.ipynb #a6e69372
+# %% ../nbs/05a_openset.ipynb #1c358c10
 @patch
 def __call__(self:OpenSetRule, X, # (n, grid) model input
              logits, features, # the network's outputs on `X` (`logits_features`)
@@ -316,12 +325,13 @@ def save(self:OpenSetRule, path, # the checkpoint folder: writes openset.json, o
     return path
 
 @patch(cls_method=True)
-def load(cls:OpenSetRule, path):
+def load(cls:OpenSetRule, path, # a folder written by `OpenSetRule.save`
+        ):
     "The rule saved in folder `path`."
     path = Path(path); j = json.loads((path/'openset.json').read_text())
     return cls(j['method'], j['thresholds'], load_file(str(path/'openset.safetensors')), load_library(path), j['classes'], j['info'])
 
-# %% ../nbs/05a_openset.ipynb #8bdd297f
+# %% ../nbs/05a_openset.ipynb #4b40ae24
 def fit_open_set(model, classes, # the network and its class names
                  fit:Spectra, cal:Spectra, # its training spectra and calibration spectra (disjoint physical samples)
                  out=None, # a checkpoint folder to save the rule and library in (optional)
@@ -337,7 +347,7 @@ def fit_open_set(model, classes, # the network and its class names
     if out is not None: rule.save(out)
     return rule
 
-# %% ../nbs/05a_openset.ipynb #63183ff8
+# %% ../nbs/05a_openset.ipynb #9abf3b49
 def plot_match(library:Library, x, # one spectrum's model input
                ref_index:int, # its best reference (`evidence`'s `ref_index`)
                title=None, path=None, # a PNG to write (dpi 72), if given
