@@ -288,8 +288,10 @@ def classify_files(paths, # files, folders, zips or globs
         try: rows.append(clf.predict(s, alpha, top_k))
         except Exception as e: errs.append({'file': s.meta['file'].iloc[0], 'error': f"cannot classify it: {type(e).__name__}: {e}"})
     err = pd.DataFrame({'file': [Path(e['file']).name for e in errs], 'flag': ['unreadable: ' + e['error'] for e in errs]})
-    df = pd.concat([r for r in rows + [err] if len(r)], ignore_index=True) if len(rows) + len(err) else pd.DataFrame(columns=_META + ['label', 'flag'])
-    return df, spectra
+    df = pd.concat([r for r in rows + [err] if len(r)], ignore_index=True) if len(rows) + len(err) else pd.DataFrame()
+    k = min(top_k, len(clf.classes))   # the same columns whatever was read
+    cols = _META + ['label', 'probability'] + [f'{a}{j + 1}' for j in range(k) for a in ('top', 'p')] + ['unknown', 'prediction_set', 'flag']
+    return df.reindex(columns=list(dict.fromkeys(cols + list(df.columns)))), spectra
 
 EXIT_CODES = {0: 'every file read and at least one spectrum classified (rows flagged as not classifiable, e.g. Raman or an interferogram, are results)',
               1: 'no spectrum could be classified (all unreadable or flagged)',

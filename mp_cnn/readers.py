@@ -46,7 +46,9 @@ def _spectra(path, wn, X, fmt, units=None, spectrum=None, raman=False, **meta):
     return sp
 
 # %% ../nbs/00a_readers.ipynb #38a48cc2
-_NUM = re.compile(r'^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$')
+_NUM = re.compile(r'^[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|nan|inf|infinity)$', re.I)   # NaN and inf are values (flagged later), not words
+
+_WAVELENGTH = [(re.compile(r'(?<![a-z])(nm|nanomet)', re.I), 1e7), (re.compile(r'(?<![a-z])(µm|μm|um|micron|micromet)', re.I), 1e4)]
 
 def _is_num(s, dec='.'):
     s = s.strip().strip('"\'')
@@ -65,8 +67,10 @@ def _dialect(lines):
 
 def _text_lines(path):
     raw = Path(path).read_bytes()
-    try: text = raw.decode('utf-8-sig')
-    except UnicodeDecodeError: text = raw.decode('latin-1')
+    if raw[:2] in (b'\xff\xfe', b'\xfe\xff'): text = raw.decode('utf-16', 'replace')     # UTF-16 with its BOM (Windows tools)
+    else:
+        try: text = raw.decode('utf-8-sig')
+        except UnicodeDecodeError: text = raw.decode('latin-1')
     return [l for l in text.splitlines() if l.strip()]
 
 def read_csv(path):
@@ -74,6 +78,7 @@ def read_csv(path):
     lines = _text_lines(path)
     if len(lines) < 2: raise ReadError(path, "it holds fewer than two lines")
     sep, dec = _dialect(lines[-min(20, len(lines) - 1):])
+    if sep != ',' and dec == '.' and any(',' in l for l in lines): dec = ','   # a decimal comma may show in some rows only ('2915;1,2' among '400;0'); ',' also reads '.'
     rows = [_split(l, sep) for l in lines]
     isnum = [[_is_num(t, dec) for t in r] for r in rows]
     first = next((i for i, r in enumerate(isnum) if len(r) > 1 and sum(r) >= max(2, len(r) // 2)), None)
@@ -96,7 +101,12 @@ def read_csv(path):
         return sp
     A = np.array([[num(t) for t in r] for r in body])
     names = [h.strip('"') for h in head[1:]] if head is not None and len(head) == A.shape[1] else list(range(A.shape[1] - 1))
-    return _spectra(path, A[:, 0], A[:, 1:].T, 'csv', spectrum=names)
+    x, axis = A[:, 0], (head[0] if head else '')
+    for pat, k in _WAVELENGTH:            # an axis headed as wavelengths: to cm-1
+        if pat.search(axis):
+            with np.errstate(divide='ignore'): x = k / x
+            break
+    return _spectra(path, x, A[:, 1:].T, 'csv', spectrum=names)
 
 # %% ../nbs/00a_readers.ipynb #0454004c
 def read_asp(path):
@@ -341,6 +351,7 @@ def _reader(path):
     if len(head) > 1 and head[1] in (0x4b, 0x4c, 0x4d) and not head[:2].isascii(): return read_spc
     for magic, fn in _MAGIC:
         if head.lstrip().startswith(magic): return fn
+    if head[:2] in (b'\xff\xfe', b'\xfe\xff'): return read_csv    # UTF-16 text
     if b'\0' in head: raise ReadError(path, "it is a binary file of a format we do not know", "export it as CSV, JCAMP-DX or SPC")
     return read_csv
 
