@@ -118,9 +118,11 @@ def read_asp(path):
     return _spectra(path, np.linspace(first, last, n), y, 'asp')
 
 # %% ../nbs/00a_readers.ipynb #f3ae1af3
-def _jcamp_units(yunits, y):
-    u = str(yunits or '').lower()
+def _jcamp_units(yunits, y, dtype=''):
+    u, t = str(yunits or '').lower(), str(dtype or '').lower()
     frac = np.nanmax(y) <= 1.5
+    if 'interferogram' in u + t: return 'interferogram'
+    if 'single beam' in u + t or 'emission' in u + t: return 'single beam' if 'single beam' in u + t else 'emission'
     if 'absorb' in u: return 'A'
     if 'transm' in u: return 'T' if frac else '%T'
     if 'reflect' in u: return 'R' if frac else '%R'
@@ -135,7 +137,7 @@ def read_jcamp(path):
     x, y = np.asarray(d['x'], float), np.asarray(d['y'], float)
     if 'micro' in str(d.get('xunits', '')).lower(): x = 1e4 / x            # micrometres -> cm-1
     raman = 'raman' in str(d.get('data type', '')).lower()
-    return _spectra(path, x, y, 'jcamp', units=_jcamp_units(d.get('yunits'), y), spectrum=[d.get('title', 0)], raman=raman)
+    return _spectra(path, x, y, 'jcamp', units=_jcamp_units(d.get('yunits'), y, d.get('data type')), spectrum=[d.get('title', 0)], raman=raman)
 
 # %% ../nbs/00a_readers.ipynb #d116c568
 _SPA_UNITS = {17: 'A', 16: '%T', 11: '%R', 12: 'log(1/R)', 20: 'Kubelka-Munk', 15: 'single beam', 22: 'V'}

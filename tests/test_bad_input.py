@@ -188,3 +188,34 @@ def test_corrupted_real_files(real_files, clf, tmp_path_factory, which, how):
     ok, errs = check(d/f.name)
     df, _ = classify_files([str(d/f.name)], clf, progress=False, timeout=LIMIT)
     assert len(df) == sum(len(s) for s in ok) + len(errs) and (df.flag.ne('') | df.top1.notna()).all()
+
+
+# --- spectra that are not absorbance, transmittance or reflectance: a flag that says what to do ---------------------------------
+
+def spa_with_units(src, code, dst):
+    "A copy of OMNIC file `src` whose header declares Y code `code` (we have no real interferogram or single-beam .spa)."
+    import struct
+    b = bytearray(src.read_bytes())
+    n = struct.unpack_from('<H', b, 294)[0]
+    h = next(struct.unpack_from('<I', b, 304 + 16 * i + 2)[0] for i in range(n) if b[304 + 16 * i] == 2)
+    struct.pack_into('<I', b, h + 12, code)
+    dst.write_bytes(bytes(b)); return dst
+
+def test_units_flags_in_a_batch(clf, shared, tmp_path):
+    from mp_cnn.classify import classify_files
+    ext, ff = shared/'openspecy'/'inst'/'extdata', shared/'foreign_files'
+    for code, name in [(22, 'volts.spa'), (15, 'single.spa'), (99, 'code99.spa'), (12, 'logr.spa')]: spa_with_units(ff/'2-BaSO4_0.SPA', code, tmp_path/name)
+    jdx = (ext/'fitr_nitrocellulose.jdx').read_text(errors='replace').replace('##DATA TYPE=INFRARED SPECTRUM', '##DATA TYPE=INFRARED INTERFEROGRAM')
+    (tmp_path/'ig.jdx').write_text(jdx)
+    df, _ = classify_files([str(p) for p in sorted(tmp_path.iterdir())] + [str(ext/'ftir_ps.0'), str(ff/'IG_SAMP.SPC'), str(ff/'IG_BKGND.SPC')], clf)
+    f = df.set_index('file').flag
+    assert f['volts.spa'].startswith('detector signal in volts (an interferogram?): Fourier-transform it first')
+    assert f['single.spa'].startswith('single-beam spectrum: divide it by its background') and f['IG_BKGND.SPC'] == f['single.spa']
+    assert f['code99.spa'].startswith("units 'unknown (OMNIC y code 99)'") and f['logr.spa'].startswith("units 'log(1/R)'")
+    assert f['ig.jdx'].startswith('interferogram: Fourier-transform it first') and f['IG_SAMP.SPC'] == f['ig.jdx']
+    assert df.set_index('file').label['ftir_ps.0'] == 'PS' and df.label.notna().sum() == 1
+
+def test_srs_says_what_to_do(tmp_path):
+    (tmp_path/'series.srs').write_bytes(b'Spectral Data File' + bytes(1000))
+    _, errs = check(tmp_path/'series.srs', 'error')
+    assert 'OMNIC series (.srs)' in errs.error[0] and 'export its spectra' in errs.error[0]
