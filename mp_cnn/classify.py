@@ -310,7 +310,9 @@ def classify_cli(argv=None):
     a = p.parse_args(argv)
     try: clf = Classifier.load(a.model)
     except (OSError, ValueError, KeyError) as e: print(f"mp-cnn classify: error: cannot load the model: {e}", file=sys.stderr); return 2
-    df, spectra = classify_files(a.paths, clf, a.alpha, a.top_k, timeout=a.timeout)
+    try: df, spectra = classify_files(a.paths, clf, a.alpha, a.top_k, timeout=a.timeout)
+    except Exception as e:     # a bug of ours: say so in one line, no traceback
+        print(f"mp-cnn classify: internal error ({type(e).__name__}: {e}); please report it with the file that caused it", file=sys.stderr); return 1
     try: df.to_csv(a.output or sys.stdout, index=False)
     except OSError as e: print(f"mp-cnn classify: error: cannot write {a.output}: {e}", file=sys.stderr); return 2
     out = Path(a.output) if a.output else Path('.')/'mp_cnn'

@@ -201,7 +201,7 @@ _SPC_Y = {1: 'interferogram', 2: 'A', 3: 'Kubelka-Munk', 4: 'counts', 5: 'V', 9:
           13: 'relative intensity', 14: 'energy', 128: 'T', 129: 'R', 130: 'single beam', 131: 'emission'}   # 0: arbitrary (guessed)
 _SPC_X = {2: 1e4, 3: 1e7}    # micrometres, nanometres: cm-1 = factor / x
 _SPC_XNOT = {4: 'time axis (s)', 5: 'time axis (min)', 6: 'frequency axis (Hz)', 9: 'mass spectrum (m/z axis)', 10: 'NMR (ppm axis)',
-             14: 'energy axis (eV)', 18: 'angle axis (degrees)', 22: 'data point axis', 255: 'interferogram (point axis)'}
+             14: 'energy axis (eV)', 18: 'angle axis (degrees)', 22: 'data point axis'}
 _SPC_EXPER = {1: 'gas chromatogram', 2: 'chromatogram', 3: 'HPLC chromatogram', 7: 'UV-VIS', 8: 'X-ray diffraction', 9: 'mass spectrum',
               10: 'NMR', 11: 'raman', 12: 'fluorescence', 13: 'atomic spectrum', 14: 'diode-array chromatogram'}
 
@@ -258,6 +258,7 @@ def read_spc(path):
     units = _SPC_Y.get(yt, f'unknown (SPC y type {yt})') if yt else None
     if units in ('T', 'R') and max(np.nanmax(np.abs(y)) if len(y) else 0 for _, y in traces) > 1.5: units = '%' + units
     if yt == 0 and 'scan_type= interferogram' in h['log'].lower(): units = 'single beam'   # an unratioed transform of an interferogram (e.g. Bio-Rad)
+    if yt == 1 or xt == 255: units = 'interferogram'            # Y type 1, or X type 255 (a double-sided interferogram)
     hint = 'raman' if xt == 13 else _SPC_XNOT.get(xt) or _SPC_EXPER.get(h['fexper'])
     out, i = [], 0
     while i < len(traces):   # runs of traces that share an X axis

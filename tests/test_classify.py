@@ -81,6 +81,14 @@ def test_cli_exit_codes_documented(ext, tmp_path, capsys):
     assert classify_cli([str(ext/'ftir_ps.0'), '-o', str(tmp_path/'no'/'such'/'dir.csv')]) == 2
     assert 'cannot' in capsys.readouterr().err
 
+def test_cli_no_traceback_on_a_bug(ext, monkeypatch, capsys):
+    import mp_cnn.classify as mc
+    def boom(*a, **k): raise RuntimeError('a bug of ours')
+    monkeypatch.setattr(mc, 'classify_files', boom)
+    assert classify_cli([str(ext/'ftir_ps.0')]) == 1
+    err = capsys.readouterr().err
+    assert 'internal error (RuntimeError: a bug of ours)' in err and 'Traceback' not in err
+
 def test_cli_flags_interferograms_and_classifies_the_rest(shared, ext, tmp_path):
     ff = shared/'foreign_files'
     r = subprocess.run([sys.executable, '-m', 'mp_cnn.cli', 'classify', str(ext/'ftir_ps.0'), str(ff/'IG_SAMP.SPC'), str(ff/'IG_BKGND.SPC'),
