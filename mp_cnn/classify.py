@@ -327,7 +327,7 @@ def classify_cli(argv=None):
     n_ok = int(df['top1'].notna().sum()) if 'top1' in df else 0
     n_err = int(df['flag'].astype(str).str.startswith('unreadable').sum())
     n_lab = int(df['label'].notna().sum()) if 'label' in df else 0
-    print(f"{len(df) - n_err} spectra from {len(spectra)} files ({n_err} unreadable): {n_lab} labelled, "
+    print(f"{len(df) - n_err} spectra from {len({s.meta['file'].iloc[0] for s in spectra})} files ({n_err} unreadable): {n_lab} labelled, "
           f"{n_ok - n_lab} unknown, {len(df) - n_err - n_ok} flagged", file=sys.stderr)
     if n_lab: print('labels: ' + ', '.join(f"{k} {v}" for k, v in df['label'].value_counts().items()), file=sys.stderr)
     none = df['top1'].isna() if 'top1' in df else pd.Series(True, df.index)
