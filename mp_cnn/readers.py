@@ -46,13 +46,16 @@ def _spectra(path, wn, X, fmt, units=None, spectrum=None, raman=False, **meta):
     return sp
 
 # %% ../nbs/00a_readers.ipynb #38a48cc2
-_NUM = re.compile(r'^[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|nan|inf|infinity)$', re.I)   # NaN and inf are values (flagged later), not words
+_NUM = re.compile(r'^\s*["\']?[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|nan|inf|infinity)["\']?\s*$', re.I)   # NaN and inf are values (flagged later), not words
 
 _WAVELENGTH = [(re.compile(r'(?<![a-z])(nm|nanomet)', re.I), 1e7), (re.compile(r'(?<![a-z])(µm|μm|um|micron|micromet)', re.I), 1e4)]
 
-def _is_num(s, dec='.'):
-    s = s.strip().strip('"\'')
-    return bool(_NUM.match(s.replace(',', '.') if dec == ',' else s))
+def _is_num(s, dec='.'): return _NUM.match(s.replace(',', '.') if dec == ',' else s) is not None
+
+def _num(t, dec='.'):
+    "`t` as a float (NaN when it is not a number)."
+    try: return float(t.strip().strip('"\'').replace(',', '.') if dec == ',' else t.strip().strip('"\''))
+    except ValueError: return np.nan
 
 def _split(line, sep): return line.split() if sep is None else [t.strip() for t in line.split(sep)]
 
@@ -88,9 +91,9 @@ def read_csv(path):
     if len(vals) >= 10 and first + 1 < len(rows) and (np.all(d > 0) or np.all(d < 0)): first += 1   # a row of wavenumbers: the wide header
     head = rows[first - 1] if first else None
     body = [r for r in rows[first:] if len(r) == len(rows[first])]
-    num = lambda t: float(t.strip().strip('"\'').replace(',', '.') if dec == ',' else t.strip().strip('"\'')) if _is_num(t, dec) else np.nan
-    if head is not None and sum(_is_num(t, dec) for t in head) >= 10:          # wide: wavenumbers are the column names
-        cols = [j for j, t in enumerate(head) if _is_num(t, dec)]
+    num = lambda t: _num(t, dec)
+    if head is not None and sum(isnum[first - 1]) >= 10:          # wide: wavenumbers are the column names
+        cols = [j for j, ok in enumerate(isnum[first - 1]) if ok]
         other = sorted(set(range(len(head))) - set(cols))
         wn = [num(head[j]) for j in cols]
         X = [[num(r[j]) for j in cols] for r in body]
