@@ -74,7 +74,7 @@ def input_flags(spectra:Spectra, # spectra as read (`meta` may hold `units_publi
         elif n[i] < MIN_POINTS: f = f'too short ({n[i]} points)'
         elif hi[i] < 400: f = 'outside the grid (wavelengths? convert to cm-1)'
         elif hint[i] == 'raman' or raman[i]: f = 'not mid-IR (Raman?)'
-        elif lo[i] > 4000: f = 'not mid-IR (NIR?)'
+        elif lo[i] > 4000: f = 'not mid-IR (NIR?)' if lo[i] < 12500 else 'not mid-IR (visible or UV? it starts above 12500 cm-1, 800 nm)'
         elif hi[i] <= g0 or lo[i] >= g1: f = 'outside the grid'
         elif cover[i] < MIN_COVERAGE: f = f'covers only {100 * cover[i]:.0f}% of the grid'
         elif flat[i]: f = 'constant'

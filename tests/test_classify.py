@@ -101,6 +101,8 @@ def test_cli_flags_interferograms_and_classifies_the_rest(shared, ext, tmp_path)
     assert r.returncode == 3 and 'Traceback' not in r.stderr, r.stderr        # SHA256SUMS is not a spectrum: partial
     df = pd.read_csv(tmp_path/'all.csv')
     assert df.file.value_counts()[['CO@Mo_Al2O3.SPG', 'DEMO_3D.SPC', 'BARBITUATES.SPC']].tolist() == [19, 32, 286]
+    assert df[df.file == 'DEMO_3D.SPC'].flag.str.startswith('not mid-IR (visible or UV').all()          # UV-Vis in nm, read as cm-1
+    assert df[df.file == 'BARBITUATES.SPC'].flag.str.startswith('not an IR spectrum (mass spectrum').all()
     r = subprocess.run([sys.executable, '-m', 'mp_cnn.cli', 'classify', str(ff/'IG_SAMP.SPC')], capture_output=True, text=True)
     assert r.returncode == 1 and 'Traceback' not in r.stderr      # nothing classifiable
 
