@@ -18,8 +18,9 @@ from .preprocess import Pipeline, STEPS, MIN_POINTS, _spans
 from .readers import looks_raman
 
 # %% auto #0
-__all__ = ['MIN_COVERAGE', 'BLOCK', 'pretrained_dir', 'attribution', 'input_flags', 'as_spectra', 'conformal_quantile',
-           'Classifier', 'calibrate', 'fit_default', 'polymer_map', 'classify_files', 'classify_cli', 'open_set_report']
+__all__ = ['MIN_COVERAGE', 'BLOCK', 'EXIT_CODES', 'pretrained_dir', 'attribution', 'input_flags', 'as_spectra',
+           'conformal_quantile', 'Classifier', 'calibrate', 'fit_default', 'polymer_map', 'classify_files',
+           'classify_cli', 'open_set_report']
 
 # %% ../nbs/06_classify.ipynb #1243b09f
 MIN_COVERAGE = 0.5   # a spectrum must cover at least half of the model's wavenumber grid
@@ -40,7 +41,19 @@ def _row_ranges(wn, X):
     some = last > first
     return np.where(some, wn[first], np.nan), np.where(some, wn[np.maximum(last - 1, 0)], np.nan)
 
-def input_flags(spectra, grid):
+_TODO = {'interferogram': 'interferogram: Fourier-transform it first, or export the absorbance spectrum',
+         'V': "detector signal in volts (an interferogram?): Fourier-transform it first, or export the absorbance spectrum",
+         'single beam': 'single-beam spectrum: divide it by its background (then -log10) first, or export the absorbance spectrum',
+         'emission': 'emission spectrum: the model reads absorbance, transmittance or reflectance only'}
+
+def _units_flag(u):
+    "The flag of a row whose declared units `u` cannot be converted to absorbance ('' when they can or none are declared)."
+    if pd.isna(u) or u in ('A', '%T', 'T', '%R', 'R', 'auto'): return ''
+    return _TODO.get(u, f"units {u!r}: not absorbance, transmittance or reflectance; export the spectrum in one of those")
+
+def input_flags(spectra:Spectra, # spectra as read (`meta` may hold `units_published` and `technique_hint`)
+                grid, # the model's wavenumber grid
+               ):
     "Why each spectrum cannot be classified on `grid` (empty string when it can)."
     wn, X = spectra.wavenumbers, spectra.X
     n = np.isfinite(X).sum(1)
@@ -48,17 +61,20 @@ def input_flags(spectra, grid):
     g0, g1 = float(grid[0]), float(grid[-1])
     cover = np.clip((np.minimum(hi, g1) - np.maximum(lo, g0)) / (g1 - g0), 0, 1)
     hint = spectra.meta['technique_hint'].fillna('').astype(str).str.lower().to_numpy() if 'technique_hint' in spectra.meta else np.full(len(X), '')
+    units = spectra.meta['units_published'].to_numpy() if 'units_published' in spectra.meta else np.full(len(X), None)
     with np.errstate(invalid='ignore'), warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)
         flat = ~(np.nanmax(np.where(np.isfinite(X), X, -np.inf), 1) > np.nanmin(np.where(np.isfinite(X), X, np.inf), 1))
     raman = looks_raman(lo, hi)
     out = []
     for i in range(len(X)):
-        if n[i] == 0: f = 'all NaN'
+        if _units_flag(units[i]): f = _units_flag(units[i])
+        elif hint[i] not in ('', 'raman', 'ir', 'ftir', 'mid-ir'): f = f'not an IR spectrum ({hint[i]})'
+        elif n[i] == 0: f = 'all NaN'
         elif n[i] < MIN_POINTS: f = f'too short ({n[i]} points)'
         elif hi[i] < 400: f = 'outside the grid (wavelengths? convert to cm-1)'
         elif hint[i] == 'raman' or raman[i]: f = 'not mid-IR (Raman?)'
-        elif lo[i] > 4000: f = 'not mid-IR (NIR?)'
+        elif lo[i] > 4000: f = 'not mid-IR (NIR?)' if lo[i] < 12500 else 'not mid-IR (visible or UV? it starts above 12500 cm-1, 800 nm)'
         elif hi[i] <= g0 or lo[i] >= g1: f = 'outside the grid'
         elif cover[i] < MIN_COVERAGE: f = f'covers only {100 * cover[i]:.0f}% of the grid'
         elif flat[i]: f = 'constant'
@@ -253,45 +269,71 @@ def polymer_map(df, path, title=None):
     return path
 
 # %% ../nbs/06_classify.ipynb #810e0a93
-def classify_files(paths, clf=None, alpha=0.05, top_k=3, progress=None):
-    "(results DataFrame with one row per spectrum and one error row per unreadable file, list of `Spectra` read)."
+def classify_files(paths, # files, folders, zips or globs
+                   clf=None, # a `Classifier` (default: the shipped model)
+                   alpha=0.05, # error rate of the prediction sets
+                   top_k=3, # how many ranked classes to report
+                   progress=None, # show a progress bar (None: for big batches)
+                   timeout:float=60., # seconds one file may take to read
+                  ):
+    "(results DataFrame with one row per spectrum and one error row per unreadable file, list of `Spectra` read); never raises on bad input."
     from mp_cnn.readers import read_many
     from tqdm.auto import tqdm
     clf = clf or Classifier.load()
     files = _expand(paths)
-    spectra, errs = read_many(files)
+    spectra, errs = read_many(files, timeout=timeout)
     big = sum(len(s) for s in spectra) > 20_000 or len(spectra) > 50
-    rows = [clf.predict(s, alpha, top_k) for s in tqdm(spectra, desc='classify', unit='file', disable=not (big if progress is None else progress))]
-    err = pd.DataFrame({'file': errs['file'].map(lambda f: Path(f).name), 'flag': 'unreadable: ' + errs['error']})
-    df = pd.concat([r for r in rows + [err] if len(r)], ignore_index=True)
-    return df, spectra
+    rows, errs = [], errs.to_dict('records')
+    for s in tqdm(spectra, desc='classify', unit='file', disable=not (big if progress is None else progress)):
+        try: rows.append(clf.predict(s, alpha, top_k))
+        except Exception as e: errs.append({'file': s.meta['file'].iloc[0], 'error': f"cannot classify it: {type(e).__name__}: {e}"})
+    err = pd.DataFrame({'file': [Path(e['file']).name for e in errs], 'flag': ['unreadable: ' + e['error'] for e in errs]})
+    df = pd.concat([r for r in rows + [err] if len(r)], ignore_index=True) if len(rows) + len(err) else pd.DataFrame()
+    k = min(top_k, len(clf.classes))   # the same columns whatever was read
+    cols = _META + ['label', 'probability'] + [f'{a}{j + 1}' for j in range(k) for a in ('top', 'p')] + ['unknown', 'prediction_set', 'flag']
+    return df.reindex(columns=list(dict.fromkeys(cols + list(df.columns)))), spectra
+
+EXIT_CODES = {0: 'every file read and at least one spectrum classified (rows flagged as not classifiable, e.g. Raman or an interferogram, are results)',
+              1: 'no spectrum could be classified (all unreadable or flagged)',
+              2: 'usage error: bad options, no checkpoint at --model, output not writable',
+              3: 'partial: some spectra classified, but some files could not be read (their error rows say why)'}
 
 def classify_cli(argv=None):
     "`mp-cnn classify`: classify spectrum files, folders or globs with the shipped (or `--model`) model; one CSV row per spectrum."
-    p = argparse.ArgumentParser(prog='mp-cnn classify', description=classify_cli.__doc__.split(': ', 1)[1])
+    p = argparse.ArgumentParser(prog='mp-cnn classify', description=classify_cli.__doc__.split(': ', 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog='exit codes:\n' + '\n'.join(f'  {k}  {v}' for k, v in EXIT_CODES.items()))
     p.add_argument('paths', nargs='+', metavar='PATH')
     p.add_argument('-o', '--output', help='CSV to write (default: print it)')
     p.add_argument('--model', help='a checkpoint folder (default: the shipped model)')
     p.add_argument('--top-k', type=int, default=3); p.add_argument('--alpha', type=float, default=0.05)
+    p.add_argument('--timeout', type=float, default=60., help='seconds one file may take to read (default 60)')
     a = p.parse_args(argv)
-    df, spectra = classify_files(a.paths, Classifier.load(a.model), a.alpha, a.top_k)
-    if a.output: df.to_csv(a.output, index=False)
-    else: df.to_csv(sys.stdout, index=False)
+    try: clf = Classifier.load(a.model)
+    except (OSError, ValueError, KeyError) as e: print(f"mp-cnn classify: error: cannot load the model: {e}", file=sys.stderr); return 2
+    try: df, spectra = classify_files(a.paths, clf, a.alpha, a.top_k, timeout=a.timeout)
+    except Exception as e:     # a bug of ours: say so in one line, no traceback
+        print(f"mp-cnn classify: internal error ({type(e).__name__}: {e}); please report it with the file that caused it", file=sys.stderr); return 1
+    try: df.to_csv(a.output or sys.stdout, index=False)
+    except OSError as e: print(f"mp-cnn classify: error: cannot write {a.output}: {e}", file=sys.stderr); return 2
     out = Path(a.output) if a.output else Path('.')/'mp_cnn'
     for s in spectra:
         if 'x' in s.meta and s.meta['x'].notna().all() and len(s) > 1:
             f = s.meta['file'].iloc[0]
             m = df[(df['file'] == f) & df['x'].notna()]
             png = out.with_name(f"{out.stem}_{re.sub('[^A-Za-z0-9]+', '_', Path(f).stem)}_map.png")
-            polymer_map(m, png, f)
+            try: polymer_map(m, png, f)
+            except Exception as e: print(f"map of {f}: not drawn ({type(e).__name__}: {e})", file=sys.stderr); continue
             print(f"map of {f}: {png}; counts: " + ', '.join(f"{k} {v}" for k, v in m['label'].fillna('unlabelled').value_counts().items()), file=sys.stderr)
     n_ok = int(df['top1'].notna().sum()) if 'top1' in df else 0
     n_err = int(df['flag'].astype(str).str.startswith('unreadable').sum())
     n_lab = int(df['label'].notna().sum()) if 'label' in df else 0
-    print(f"{len(df) - n_err} spectra from {len(spectra)} files ({n_err} unreadable): {n_lab} labelled, "
+    print(f"{len(df) - n_err} spectra from {len({s.meta['file'].iloc[0] for s in spectra})} files ({n_err} unreadable): {n_lab} labelled, "
           f"{n_ok - n_lab} unknown, {len(df) - n_err - n_ok} flagged", file=sys.stderr)
     if n_lab: print('labels: ' + ', '.join(f"{k} {v}" for k, v in df['label'].value_counts().items()), file=sys.stderr)
-    return 0 if n_ok else 1
+    none = df['top1'].isna() if 'top1' in df else pd.Series(True, df.index)
+    for why, k in df.loc[none & df['flag'].astype(str).ne(''), 'flag'].astype(str).str.split(':').str[0].value_counts().head(8).items():
+        print(f"  {k} x {why}", file=sys.stderr)
+    return 1 if not n_ok else 3 if n_err else 0
 
 # %% ../nbs/06_classify.ipynb #3b27ae66
 def _in_set(sets, labels):

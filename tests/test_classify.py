@@ -61,13 +61,50 @@ def test_chunks_agree(clf, ext):
 def test_cli(ext, tmp_path, capsys):
     bad = tmp_path/'broken.spa'; bad.write_bytes(b'\x00\x01garbage' * 10)
     out = tmp_path/'r.csv'
-    assert classify_cli([str(ext/'ftir_ps.0'), str(ext/'raman_hdpe.csv'), str(bad), '-o', str(out)]) == 0
+    assert classify_cli([str(ext/'ftir_ps.0'), str(ext/'raman_hdpe.csv'), str(bad), '-o', str(out)]) == 3   # partial: one file unreadable
     df = pd.read_csv(out)
     assert len(df) == 3 and list(df.file) == ['ftir_ps.0', 'raman_hdpe.csv', 'broken.spa']
     assert df.label[0] == 'PS' and df.flag[2].startswith('unreadable: cannot read broken.spa')
     assert classify_cli([str(bad), str(ext/'raman_hdpe.csv'), '-o', str(out)]) == 1   # nothing classified
     assert classify_cli([str(ext/'CA_tiny_map.zip'), '-o', str(out)]) == 0
     assert (tmp_path/'r_CA_tiny_map_zip_CA_small_UF_map.png').exists() or list(tmp_path.glob('r_*_map.png'))
+
+def test_cli_exit_codes_documented(ext, tmp_path, capsys):
+    from mp_cnn.classify import EXIT_CODES
+    with pytest.raises(SystemExit) as e: classify_cli(['--help'])
+    assert e.value.code == 0
+    helptext = capsys.readouterr().out
+    assert all(f'  {k}  ' in helptext for k in EXIT_CODES) and sorted(EXIT_CODES) == [0, 1, 2, 3]
+    with pytest.raises(SystemExit) as e: classify_cli(['--top-k', 'many', str(ext/'ftir_ps.0')])
+    assert e.value.code == 2
+    assert classify_cli([str(ext/'ftir_ps.0'), '--model', str(tmp_path/'nowhere')]) == 2
+    assert classify_cli([str(ext/'ftir_ps.0'), '-o', str(tmp_path/'no'/'such'/'dir.csv')]) == 2
+    assert 'cannot' in capsys.readouterr().err
+
+def test_cli_no_traceback_on_a_bug(ext, monkeypatch, capsys):
+    import mp_cnn.classify as mc
+    def boom(*a, **k): raise RuntimeError('a bug of ours')
+    monkeypatch.setattr(mc, 'classify_files', boom)
+    assert classify_cli([str(ext/'ftir_ps.0')]) == 1
+    err = capsys.readouterr().err
+    assert 'internal error (RuntimeError: a bug of ours)' in err and 'Traceback' not in err
+
+def test_cli_flags_interferograms_and_classifies_the_rest(shared, ext, tmp_path):
+    ff = shared/'foreign_files'
+    r = subprocess.run([sys.executable, '-m', 'mp_cnn.cli', 'classify', str(ext/'ftir_ps.0'), str(ff/'IG_SAMP.SPC'), str(ff/'IG_BKGND.SPC'),
+                        '-o', str(tmp_path/'f.csv')], capture_output=True, text=True)
+    assert r.returncode == 0 and 'Traceback' not in r.stderr, r.stderr
+    df = pd.read_csv(tmp_path/'f.csv').set_index('file')
+    assert df.label['ftir_ps.0'] == 'PS' and df.label[['IG_SAMP.SPC', 'IG_BKGND.SPC']].isna().all()
+    assert df.flag['IG_SAMP.SPC'].startswith('interferogram: Fourier-transform it') and df.flag['IG_BKGND.SPC'].startswith('single-beam spectrum')
+    r = subprocess.run([sys.executable, '-m', 'mp_cnn.cli', 'classify', str(ff), '-o', str(tmp_path/'all.csv')], capture_output=True, text=True)
+    assert r.returncode == 3 and 'Traceback' not in r.stderr, r.stderr        # SHA256SUMS is not a spectrum: partial
+    df = pd.read_csv(tmp_path/'all.csv')
+    assert df.file.value_counts()[['CO@Mo_Al2O3.SPG', 'DEMO_3D.SPC', 'BARBITUATES.SPC']].tolist() == [19, 32, 286]
+    assert df[df.file == 'DEMO_3D.SPC'].flag.str.startswith('not mid-IR (visible or UV').all()          # UV-Vis in nm, read as cm-1
+    assert df[df.file == 'BARBITUATES.SPC'].flag.str.startswith('not an IR spectrum (mass spectrum').all()
+    r = subprocess.run([sys.executable, '-m', 'mp_cnn.cli', 'classify', str(ff/'IG_SAMP.SPC')], capture_output=True, text=True)
+    assert r.returncode == 1 and 'Traceback' not in r.stderr      # nothing classifiable
 
 def test_cli_subprocess_glob(ext, tmp_path):
     r = subprocess.run([sys.executable, '-m', 'mp_cnn.cli', 'classify', str(ext/'ftir_*'), '-o', str(tmp_path/'g.csv')],

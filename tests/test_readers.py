@@ -1,3 +1,4 @@
+from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from mp_cnn.readers import read_spectra, read_many, ReadError, read_csv
 from mp_cnn.data import Spectra
@@ -96,3 +97,62 @@ def test_errors_name_file_and_batch_survives(ext, tmp_path):
     assert issubclass(ReadError, ValueError)
     ok, errs = read_many([ext/'ftir_ps.0', tmp_path/'notes.txt', tmp_path/'junk.bin', tmp_path/'bad.spa'])
     assert len(ok) == 1 and len(errs) == 3 and list(errs.columns) == ['file', 'error']
+
+
+# --- binary formats of other software (SpectroChemPy's test files: foreign_files/, see its PROVENANCE.md) ------------------------
+
+@pytest.fixture(scope='module')
+def foreign(shared): return shared/'foreign_files'
+
+def test_spc_same_numbers_as_spc_spectra(ext):
+    "raman_atacamit.spc as spc-spectra 0.4 read it (our reader replaced it; these are its figures: sum, extremes, first values)."
+    s = read_spectra(ext/'raman_atacamit.spc')
+    assert s.X.shape == (1, 559) and s.meta.format[0] == 'spc'
+    np.testing.assert_allclose([s.X[0].sum(), s.X[0].min(), s.X[0].max()], [45521.99993228912, 0.0765995979309082, 585.5099487304688], rtol=1e-6)
+    np.testing.assert_allclose(s.X[0, :3], [218.71998596, 236.3999939, 242.03997803], rtol=1e-7)
+    np.testing.assert_allclose(s.wavenumbers[[0, 1, -1]], [117.77999115, 119.45063633, 1050.0], rtol=1e-8)
+
+def test_foreign_files_one_row_per_spectrum(foreign):
+    ok, errs = read_many(foreign)
+    assert [Path(f).name for f in errs.file] == ['SHA256SUMS']      # the hash list is not a spectrum: an error row
+    rows = pd.concat([s.meta for s in ok]).groupby('file').size().to_dict()
+    assert rows == {'2-BaSO4_0.SPA': 1, '3-SILICA_0.SPA': 1, '4-Z22-Si-C_0.SPA': 1, 'BARBITUATES.SPC': 286, 'BENZENE.SPC': 1, 'CO@Mo_Al2O3.SPG': 19,
+                    'DEMO_3D.SPC': 32, 'HCL.SPC': 1, 'IG_BKGND.SPC': 1, 'IG_SAMP.SPC': 1, 'SPECTRUM_WITH_BAD_BASELINE.SPC': 1, 'TUMIX.SPC': 1, 'XYTRACE.SPC': 1}
+    for s in ok: assert np.isfinite(s.X).all() and np.isfinite(s.wavenumbers).all()
+
+def test_spg_members(foreign):
+    g = read_spectra(foreign/'CO@Mo_Al2O3.SPG')
+    assert len(g) == 19 and (g.meta.format == 'spg').all() and (g.meta.units_published == 'A').all()
+    assert g.meta.spectrum.str.contains('torr').all() and g.meta.spectrum.nunique() == 19      # each member's own title
+    assert abs(g.wavenumbers[0] - 1000) < 1 and abs(g.wavenumbers[-1] - 4000) < 1
+    assert np.ptp(g.X, axis=1).min() > 0 and len(np.unique(g.X.sum(1))) == 19                # 19 different spectra
+
+def test_spc_layouts(foreign):
+    d3 = read_spectra(foreign/'DEMO_3D.SPC')                    # old format (0x4D), 32 traces on one even axis, in nm
+    assert d3.X.shape == (32, 171) and abs(d3.wavenumbers[0] - 1e7 / 800) < 1e-6 and abs(d3.wavenumbers[-1] - 1e7 / 200) < 1e-3
+    b = read_many(foreign/'BARBITUATES.SPC')[0]               # XYXY through the directory: an axis per trace
+    assert len(b) == 286 and all(s.meta.technique_hint[0] == 'mass spectrum (m/z axis)' for s in b)
+    assert 20 < min(s.wavenumbers[0] for s in b) < 30 and 150 < max(s.wavenumbers[-1] for s in b) < 300   # m/z values (26 to 244), not cm-1
+    xy = read_spectra(foreign/'XYTRACE.SPC')                    # XY: an X array before the Y
+    assert len(xy.wavenumbers) == 3469 and abs(xy.wavenumbers[0] - 1e7 / 870.334) < 0.1
+    hcl = read_spectra(foreign/'HCL.SPC')
+    assert hcl.meta.units_published[0] == '%T' and abs(np.median(hcl.X) - 95) < 10
+    assert read_spectra(foreign/'IG_SAMP.SPC').meta.units_published[0] == 'interferogram'
+    assert read_spectra(foreign/'IG_BKGND.SPC').meta.units_published[0] == 'single beam'
+
+def _big_endian(b):
+    "A Y-only, single-trace, 32-bit SPC file (new format) rewritten most significant byte first (version 0x4C)."
+    import struct
+    b = bytearray(b)
+    assert b[1] == 0x4B and b[0] & ~0x01 == 0 and b[0] & 1 == 0
+    b[1] = 0x4C
+    for off, f in [(4, 'I'), (8, 'd'), (16, 'd'), (24, 'I'), (248, 'I'), (514, 'H'), (516, 'f'), (520, 'f'), (524, 'f'), (528, 'I'), (532, 'I'), (536, 'f')]:
+        struct.pack_into('>' + f, b, off, *struct.unpack_from('<' + f, b, off))
+    n = struct.unpack_from('>I', b, 4)[0]
+    b[544:544 + 4 * n] = np.frombuffer(bytes(b[544:544 + 4 * n]), '<i4').astype('>i4').tobytes()
+    return bytes(b)
+
+def test_spc_big_endian(foreign, tmp_path):
+    (tmp_path/'be.spc').write_bytes(_big_endian((foreign/'BENZENE.SPC').read_bytes()))
+    a, b = read_spectra(foreign/'BENZENE.SPC'), read_spectra(tmp_path/'be.spc')
+    np.testing.assert_array_equal(a.X, b.X); np.testing.assert_array_equal(a.wavenumbers, b.wavenumbers)
