@@ -15,7 +15,7 @@ import pandas as pd
 
 from .data import Spectra, SOURCES
 from .preprocess import Pipeline, STEPS, MIN_POINTS, _spans
-from .readers import looks_raman
+from .formats import looks_raman
 
 # %% auto #0
 __all__ = ['MIN_COVERAGE', 'BLOCK', 'EXIT_CODES', 'pretrained_dir', 'attribution', 'input_flags', 'as_spectra',

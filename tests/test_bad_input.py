@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 from mp_cnn import readers
-from mp_cnn.readers import read_many, ReadError
+from mp_cnn.readers import read_many
+from mp_cnn.formats import ReadError
 
 LIMIT = 20.   # seconds one file may take here: a reader that runs over is a failure of the time limit
 EXTS = sorted(set(readers._BY_EXT) | {'.0', '.zip', '', '.xyz'})

@@ -1,6 +1,7 @@
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
-from mp_cnn.readers import read_spectra, read_many, ReadError, read_csv
+from mp_cnn.readers import read_spectra, read_many, read_csv
+from mp_cnn.formats import ReadError
 from mp_cnn.data import Spectra
 
 
