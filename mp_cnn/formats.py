@@ -20,12 +20,17 @@ from .data import Spectra, guess_units
 # %% ../nbs/00a_formats.ipynb #eec518da
 class ReadError(ValueError):
     "A spectrum file that cannot be read: the message names the file, says why and what to do."
-    def __init__(self, path, why, todo="check that it is a spectrum file and export it again as CSV (wavenumber, intensity) if need be"):
+    def __init__(self, path, # the file (or folder, or list) that failed
+                 why, # what is wrong with it
+                 todo="check that it is a spectrum file and export it again as CSV (wavenumber, intensity) if need be", # what the user should do
+                ):
         self.path, self.why = str(path), why
         super().__init__(f"cannot read {Path(path).name}: {why}; {todo}.")
 
 # %% ../nbs/00a_formats.ipynb #a6e48a09
-def looks_raman(lo, hi):
+def looks_raman(lo, # first wavenumber of each spectrum (cm-1)
+                hi, # last wavenumber of each spectrum (cm-1)
+               ):
     "Whether spectra measured from `lo` to `hi` cm-1 look like Raman shifts: below 350 at the start and 3600 at the end (mid-IR runs about 400-4000)."
     return (np.asarray(lo) < 350) & (np.asarray(hi) < 3600)
 
@@ -54,7 +59,8 @@ def _text_lines(path):
         except UnicodeDecodeError: text = raw.decode('latin-1')
     return [l for l in text.splitlines() if l.strip()]
 
-def read_asp(path):
+def read_asp(path, # an Agilent `.asp` file
+            ):
     "Read an Agilent `.asp` file: header (count, first and last wavenumber, 3 more lines), then the intensities."
     lines = _text_lines(path)
     try: n, first, last = int(float(lines[0])), float(lines[1]), float(lines[2]); y = np.array(lines[6:], float)
@@ -73,7 +79,8 @@ def _jcamp_units(yunits, y, dtype=''):
     if 'reflect' in u: return 'R' if frac else '%R'
     return None
 
-def read_jcamp(path):
+def read_jcamp(path, # a JCAMP-DX file (`.jdx`, `.dx`)
+              ):
     "Read a JCAMP-DX file (one spectrum) with the `jcamp` package."
     import jcamp
     try: d = jcamp.jcamp_readfile(str(path)) if hasattr(jcamp, 'jcamp_readfile') else jcamp.readfile(str(path))
@@ -99,7 +106,8 @@ def _omnic_members(b):
         elif out and key in (3, 0x6B): out[-1].setdefault(key, (off, size))
     return out
 
-def read_spa(path):
+def read_spa(path, # a Thermo OMNIC `.spa` or `.spg` file
+            ):
     "Read a Thermo OMNIC `.spa` file, or an `.spg` group (a row per member): one `Spectra` per X axis (a list when they differ)."
     b = Path(path).read_bytes()
     if not b.startswith(b'Spectral Data File'): raise ReadError(path, "it does not start like a Thermo OMNIC .spa/.spg file")
@@ -129,7 +137,8 @@ def read_spa(path):
 # %% ../nbs/00a_formats.ipynb #dd244f73
 _OPUS_BLOCKS = {'a': 'A', 't': 'T', 'r': 'R', 'sm': 'single beam', 'rm': 'single beam', 'igsm': 'interferogram', 'igrm': 'interferogram'}
 
-def read_opus(path):
+def read_opus(path, # a Bruker OPUS file (`.0`, `.1`, ...)
+             ):
     "Read a Bruker OPUS file with `brukeropus`: its absorbance block if present, else transmittance, reflectance, a single channel or an interferogram."
     from brukeropus import read_opus as _read
     try: o = _read(str(path))
@@ -195,7 +204,8 @@ def spc_traces(b:bytes, # the bytes of an SPC file
         traces.append((x, y))
     return h, traces
 
-def read_spc(path):
+def read_spc(path, # a Galactic/Thermo `.spc` file
+            ):
     "Read a Galactic/Thermo `.spc` file: one row per trace, one `Spectra` per X axis (a list when the traces have different axes)."
     try: h, traces = spc_traces(Path(path).read_bytes())
     except (ValueError, struct.error, IndexError) as err: raise ReadError(path, f"it is not a readable SPC file ({err})") from err
@@ -227,14 +237,16 @@ def _openspecy(path, wn, spectra, md, fmt):
         if c in md: sp.meta[c] = pd.to_numeric(md[c], errors='coerce').astype('Int64').to_numpy()
     return sp
 
-def read_openspecy_json(path):
+def read_openspecy_json(path, # an Open Specy `.json` file
+                       ):
     "Read an Open Specy `.json` file."
     try: d = json.loads(Path(path).read_text())
     except ValueError as e: raise ReadError(path, f"it is not valid JSON ({e})") from e
     if not {'wavenumber', 'spectra'} <= set(d): raise ReadError(path, "it is JSON but not an Open Specy object (no 'wavenumber' and 'spectra')")
     return _openspecy(path, d['wavenumber'], pd.DataFrame(d['spectra']), d.get('metadata', {}), 'openspecy-json')
 
-def read_openspecy_rds(path):
+def read_openspecy_rds(path, # an Open Specy `.rds` file
+                      ):
     "Read an Open Specy `.rds` file with `rdata`."
     import rdata
     try:
@@ -257,7 +269,8 @@ def _envi_header(path):
         h[k.strip().lower()] = v.strip()
     return h
 
-def read_envi(path):
+def read_envi(path, # an ENVI `.hdr` header, or its binary file beside it
+             ):
     "Read an ENVI hyperspectral map (`.hdr` plus its binary `.dat`/`.img`/`.raw`): one spectrum per pixel."
     path = Path(path)
     hdr = path if path.suffix.lower() == '.hdr' else path.with_suffix('.hdr')

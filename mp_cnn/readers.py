@@ -41,7 +41,8 @@ def _dialect(lines):
         return None, ',' if any(',' in l for l in lines) else '.'
     return (',' if all(',' in l for l in lines) else None), '.'
 
-def read_csv(path):
+def read_csv(path, # a delimited text file (`.csv`, `.txt`, `.tsv`)
+            ):
     "Read a delimited text file of spectra, long or wide, with or without header, any usual separator and decimal mark."
     lines = _text_lines(path)
     if len(lines) < 2: raise ReadError(path, "it holds fewer than two lines")
@@ -132,7 +133,10 @@ def _read_one(path, units=None, depth=0):
 def _paths(path_or_paths): return list(path_or_paths) if isinstance(path_or_paths, (list, tuple)) else [path_or_paths]
 
 # %% ../nbs/00b_readers.ipynb #48b72f6c
-def read_spectra(path_or_dir, units=None, grid=None):
+def read_spectra(path_or_dir, # a file, folder or zip, or a list of them
+                 units=None, # units of all the files, overriding what they declare (one of `UNITS`)
+                 grid=None, # resample everything onto this axis (needed when the files have different axes)
+                ):
     "Read a file, a folder or zip (recursively) or a list of them into one `Spectra`; raises `ReadError` on any unreadable file."
     if units is not None and units not in UNITS: raise ValueError(f"unknown units {units!r}: use one of {UNITS}")
     items = [s for p in _paths(path_or_dir) for s in _read_one(p, units)]
