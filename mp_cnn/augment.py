@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from fastcore.basics import patch
 
-from .data import Spectra, concat, DEFAULT_GRID
+from .spectra import Spectra, concat, DEFAULT_GRID
 
 # %% ../nbs/02_augment.ipynb #acf38c83
 def _group_counts(spectra):

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import Spectra, SOURCES
+from .spectra import Spectra
+from .sources import SOURCES
 from .preprocess import Pipeline, STEPS, MIN_POINTS, _spans
 from .formats import looks_raman
 
@@ -231,7 +232,7 @@ def fit_default(out, spectra=None, seed=0, epochs=None, calib_size=0.15, profile
     "Train `model` on `spectra` (default: the corpus) minus calibration groups, calibrate, and write it all to `out`; the `Classifier`."
     from mp_cnn.train import fit_corpus
     from mp_cnn.augment import split_groups
-    from mp_cnn.data import load_corpus
+    from mp_cnn.corpus import load_corpus
     sp = load_corpus() if spectra is None else spectra
     fit, cal = split_groups(sp, calib_size, seed)
     fit_corpus(model, profile, out, epochs, seed, spectra=fit, verbose=verbose)

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .data import Spectra
+from .spectra import Spectra
 from .preprocess import Pipeline, OPEN_SPECY, DEFAULT, library_search
 from .augment import split_groups, split_by_source, augment_then_split, add_noise, label_codes
 from .models import count_params

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import Spectra, guess_units
+from .spectra import Spectra, guess_units
 
 # %% ../nbs/00a_formats.ipynb #eec518da
 class ReadError(ValueError):

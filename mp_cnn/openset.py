@@ -16,7 +16,8 @@ import torch
 from fastcore.basics import patch
 from safetensors.numpy import save_file, load_file
 
-from .data import Spectra, SOURCES, DEFAULT_GRID
+from .spectra import Spectra, DEFAULT_GRID
+from .sources import SOURCES
 from .augment import atmosphere_bands
 
 # %% auto #0

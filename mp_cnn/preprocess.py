@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy.signal import savgol_filter
 
-from .data import Spectra, resample_array, to_absorbance, guess_units, DEFAULT_GRID, _unit_rows as _unit
+from .spectra import Spectra, resample_array, to_absorbance, guess_units, DEFAULT_GRID, unit_rows as _unit
 
 # %% ../nbs/01_preprocess.ipynb #ea70346a
 MIN_POINTS = 10  # fewer finite points than this is not a spectrum

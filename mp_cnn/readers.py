@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import Spectra, concat, guess_units, UNITS
+from .spectra import Spectra, concat, guess_units, UNITS
 from .formats import (ReadError, _spectra, _text_lines, read_asp, read_jcamp, read_spa, read_opus, read_spc,
     read_openspecy_json, read_openspecy_rds, read_envi)
 

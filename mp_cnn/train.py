@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 from fastcore.basics import patch
 from fastcore.script import call_parse, anno_parser, store_true
 
-from .data import Spectra, load_corpus
+from .spectra import Spectra
+from .corpus import load_corpus
 from .preprocess import Pipeline, DEFAULT
 from .augment import split_groups, split_by_source, Augmenter, balance, ViewsDataset, label_codes
 from .models import get_model, MODEL_NAMES, time_steps

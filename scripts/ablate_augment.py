@@ -8,7 +8,7 @@
     python scripts/ablate_augment.py D 4 '{"add_noise": 0.1}'                                 # noise to SNR 10: measured, not adopted
 """
 import sys, json, numpy as np, torch
-from mp_cnn.data import load_corpus
+from mp_cnn.corpus import load_corpus
 from mp_cnn.augment import split_groups, label_codes
 from mp_cnn.evaluate import cnn_classifier, evaluate, perturbed, preprocessed
 from mp_cnn.train import predict_logits

@@ -14,7 +14,7 @@ import argparse, time, datetime
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 
-from mp_cnn.data import load_corpus, load_spectra
+from mp_cnn.corpus import load_corpus, load_spectra
 from mp_cnn.preprocess import OPEN_SPECY, DEFAULT
 from mp_cnn.augment import split_groups
 from mp_cnn.models import MODEL_NAMES, time_steps
@@ -94,7 +94,7 @@ def main(argv=None):
     p.add_argument('--sources', default=','.join(LOSO_SOURCES))
     p.add_argument('--epochs', type=int, help="override the profile's epochs (a shorter 'cpu-eval' setting)")
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--corpus', help='a corpus written by mp_cnn.data.save_spectra (path without suffix) instead of load_corpus()')
+    p.add_argument('--corpus', help='a corpus written by mp_cnn.corpus.save_spectra (path without suffix) instead of load_corpus()')
     p.add_argument('--device', help="where CNNs train and, with --speed, infer (default: a GPU if there is one, else the CPU)")
     p.add_argument('--bs', type=int, default=512, help='inference batch size for --speed')
     p.add_argument('--speed-out', help='file name for --speed (default speed.csv beside --out)')

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The gpu-profile evaluation table on one GPU machine in one go (chapter 5; results/gpu.csv, results/speed_gpu.csv).
-#   python -c "from mp_cnn.data import load_corpus, save_spectra; save_spectra(load_corpus(), '.dev/corpus/corpus')"
+#   python -c "from mp_cnn.corpus import load_corpus, save_spectra; save_spectra(load_corpus(), '.dev/corpus/corpus')"
 #   scripts/evaluate_gpu.sh .dev/corpus/corpus OUT 480        # then: python scripts/evaluate.py --merge OUT/gpu_*.csv --out results/gpu.csv
 # The corpus travels as a save_spectra file, so the machine needs no data files. GPU inference speed is measured first,
 # alone on the machine; then four workers share the GPU (these CNNs leave most of an H100/H200 idle), each running its

@@ -9,7 +9,7 @@ thresholds are shown for sensitivity only. One row per (protocol, held-out sourc
 import json, datetime
 from pathlib import Path
 import numpy as np, pandas as pd
-from mp_cnn.data import load_corpus
+from mp_cnn.corpus import load_corpus
 from mp_cnn.preprocess import DEFAULT
 from mp_cnn.augment import label_codes
 from mp_cnn.evaluate import protocol_splits, cnn_classifier, search_classifier, hardware, accuracy

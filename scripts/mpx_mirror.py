@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mp_cnn.data import MPX_REPO, _GH, file_registry, rebuild_microplastix
+from mp_cnn.download import MPX_REPO, _GH, file_registry, rebuild_microplastix
 
 MPX_PATH = MPX_REPO[len(_GH):]           # robna/MPX_specDB/<commit>/
 
@@ -112,7 +112,7 @@ def same_rows(rebuilt_dir, shared, text=False):
 
 def check_rules(shared):
     "Over every VLFR spectrum of the shared copy: recovered upstream values match `spec_hash`, `mpx_encoding` and `mpx_written` give back the shared encoding and values."
-    from mp_cnn.data import mpx_encoding, mpx_written
+    from mp_cnn.download import mpx_encoding, mpx_written
     md = pd.read_csv(Path(shared)/'microplastix'/'mpx_atr_metadata.csv.gz').set_index('file')
     X = pd.concat(c[c.file.isin(md.index[md.Region == 'VLFR'])] for c in pd.read_csv(Path(shared)/'microplastix'/'mpx_atr.csv.gz', chunksize=500)).set_index('file')
     wn = np.array([float(c) for c in X.columns[10:]])
@@ -143,7 +143,7 @@ if __name__ == '__main__':
               f"{n['written']} their shared values; numpy's log10 differs from the C library's on {n['numpy_log10_differs']} of {n['pctT_values']} %T values "
               f"({100 * n['numpy_log10_differs'] / n['pctT_values']:.1f}%)")
         sys.exit(0 if n['spectra'] == n['hash'] == n['encoding'] == n['written'] else 1)
-    import mp_cnn.data as mdata
+    import mp_cnn.download as mdata
     shared = Path(os.environ['MP_CNN_DATA'])
     tmp = Path(tempfile.mkdtemp())
     try:

@@ -12,7 +12,9 @@ import argparse, json, time, sys
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 
-from mp_cnn.data import load_corpus, DEFAULT_GRID, data_dir
+from mp_cnn.corpus import load_corpus
+from mp_cnn.spectra import DEFAULT_GRID
+from mp_cnn.download import data_folder
 from mp_cnn.preprocess import DEFAULT, Pipeline
 from mp_cnn.augment import split_groups, split_by_source
 from mp_cnn.evaluate import cnn_classifier, LOSO_SOURCES, hardware
@@ -107,7 +109,7 @@ if __name__ == '__main__':
         sys.exit(0)
     from mp_cnn.classify import Classifier, pretrained_dir
     from mp_cnn.readers import read_many
-    ff = sorted(str(f) for f in Path(data_dir()).joinpath('foreign_files').iterdir() if f.suffix.upper() in ('.SPA', '.SPC', '.SPG'))
+    ff = sorted(str(f) for f in Path(data_folder()).joinpath('foreign_files').iterdir() if f.suffix.upper() in ('.SPA', '.SPC', '.SPG'))
     foreign, errs = read_many(ff)
     print('foreign files read:', [s.meta['file'].iloc[0] for s in foreign], '| unreadable:', errs['file'].map(lambda f: Path(f).name).tolist(), flush=True)
     blanks = blank_spectra(200, a.seed)

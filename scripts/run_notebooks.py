@@ -3,7 +3,7 @@
 Uses nbdev's own runner (so `#| eval: false` cells are skipped, exactly as in `nbdev-test`), but with IN_TEST unset
 and no flags skipped: slow cells run too. Then run `nbdev-clean`.
 
-    MP_CNN_DATA=../shared/data python scripts/run_notebooks.py nbs/00_data.ipynb [...]
+    MP_CNN_DATA=../shared/data python scripts/run_notebooks.py nbs/00e_corpus.ipynb [...]
 """
 import os, sys, time
 import nbdev.test as T

@@ -12,7 +12,7 @@ from pathlib import Path
 from mp_cnn.classify import fit_default, pretrained_dir
 from mp_cnn.openset import fit_open_set
 from mp_cnn.augment import split_groups
-from mp_cnn.data import load_corpus
+from mp_cnn.corpus import load_corpus
 
 p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
 p.add_argument('--out', default=str(pretrained_dir())); p.add_argument('--seed', type=int, default=0)

@@ -5,7 +5,8 @@ import pytest
 import torch
 from hypothesis import given, settings, HealthCheck, strategies as st
 
-from mp_cnn.data import Spectra, load_corpus
+from mp_cnn.spectra import Spectra
+from mp_cnn.corpus import load_corpus
 from mp_cnn.augment import (split_groups, split_by_source, augment_then_split, balance, Augmenter, AugmentedDataset,
                             augment_batch, add_noise, add_baseline, scale, shift, broaden, atr_ratio, truncate,
                             add_atmosphere, mix, water_band, MAGNITUDES)

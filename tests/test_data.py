@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from mp_cnn.data import DataFileError, fetch, file_registry, make_file_registry, resample_array, sha256, load_source
+from mp_cnn.download import DataFileError, fetch, file_registry, make_file_registry, sha256
+from mp_cnn.spectra import resample_array
+from mp_cnn.sources import load_source
 
 
 def _serve(root):
@@ -97,7 +99,7 @@ def test_resample_never_extrapolates(lo, width, new_step):
 
 
 def test_save_load_spectra_round_trip(shared, tmp_path):
-    from mp_cnn.data import load_corpus, save_spectra, load_spectra
+    from mp_cnn.corpus import load_corpus, save_spectra, load_spectra
     c = load_corpus(data_dir=shared)
     back = load_spectra(save_spectra(c, tmp_path/'c'))
     np.testing.assert_array_equal(back.X, c.X); np.testing.assert_array_equal(back.wavenumbers, c.wavenumbers)

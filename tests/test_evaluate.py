@@ -36,7 +36,7 @@ def test_ece_by_hand():
 
 @pytest.fixture(scope='module')
 def corpus(shared):
-    from mp_cnn.data import load_corpus
+    from mp_cnn.corpus import load_corpus
     return load_corpus(data_dir=shared)
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import mp_cnn.data as mdata
-from mp_cnn.data import DataFileError, fetch, git_blob_sha1, mpx_encoding, mpx_written, read_mpx_spectrum, sha256
+import mp_cnn.download as mdata
+from mp_cnn.download import DataFileError, fetch, git_blob_sha1, mpx_encoding, mpx_written, read_mpx_spectrum, sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT/'scripts'))
@@ -124,11 +124,13 @@ def test_chapter0_loading_in_a_clean_process(mirror, tmp_path):
     env.update(HOME=str(tmp_path/'home'), XDG_CACHE_HOME=str(tmp_path/'home'/'.cache'), MP_CNN_UPSTREAM=mirror.srv.url,
                PYTHONPATH=os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
     code = textwrap.dedent(f"""
-        import json, mp_cnn.data as d
+        import json, mp_cnn.download as d
+        from mp_cnn.sources import load_source
+        from mp_cnn.corpus import load_corpus
         d.MPX_METADATA_BLOB = {mirror.blob!r}     # the stand-in's metadata.xlsx; on Colab the pinned one is checked
-        mpx = d.load_source('microplastix')
-        c = d.load_corpus(['microplastix', 'primpke_2018', 'samoa_reference'])
-        print(json.dumps(dict(dir=str(d.data_dir()), mpx=len(mpx), labels=sorted(set(mpx.meta.label)), corpus=len(c),
+        mpx = load_source('microplastix')
+        c = load_corpus(['microplastix', 'primpke_2018', 'samoa_reference'])
+        print(json.dumps(dict(dir=str(d.data_folder()), mpx=len(mpx), labels=sorted(set(mpx.meta.label)), corpus=len(c),
                               datasets=sorted(set(c.meta.dataset)), dropped=int(c.drops.spectra.sum()))))""")
     r = subprocess.run([sys.executable, '-c', code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from mp_cnn.data import load_corpus
+from mp_cnn.corpus import load_corpus
 from mp_cnn.preprocess import Pipeline, DEFAULT
 from mp_cnn.augment import split_groups
 from mp_cnn.models import get_model

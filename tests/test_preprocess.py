@@ -1,7 +1,7 @@
 import json
 import numpy as np
 import pytest
-from mp_cnn.data import Spectra, DEFAULT_GRID
+from mp_cnn.spectra import Spectra, DEFAULT_GRID
 from mp_cnn.preprocess import Pipeline, DEFAULT, OPEN_SPECY, library_search, check_spectra
 
 

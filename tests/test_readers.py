@@ -2,7 +2,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from mp_cnn.readers import read_spectra, read_many, read_csv
 from mp_cnn.formats import ReadError
-from mp_cnn.data import Spectra
+from mp_cnn.spectra import Spectra
 
 
 @pytest.fixture(scope='module')
