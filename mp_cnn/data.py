@@ -6,11 +6,11 @@ Docs: https://mp-cnn.github.io/mp_cnn/data.html.md"""
 
 # %% auto #0
 __all__ = ['UNITS', 'SOURCES', 'MIN_REAL', 'CLASS_MATERIAL', 'DEFAULT_GRID', 'LABELLED', 'TWINS', 'NEAR_DUP_R', 'MIXED',
-           'Spectra', 'concat', 'resample_array', 'to_absorbance', 'guess_units', 'make_file_registry', 'file_registry',
-           'data_dir', 'DataFileError', 'sha256', 'fetch', 'fetch_all', 'read_frond', 'read_kedzierski',
-           'read_kedzierski_field', 'read_villegas_camacho', 'read_microplastix', 'read_primpke', 'read_primpke_sup4',
-           'read_openspecy_lib', 'read_samoa_reference', 'read_samoa_field', 'Source', 'label_table', 'load_source',
-           'save_spectra', 'load_spectra', 'load_corpus']
+           'Spectra', 'concat', 'resample_array', 'Resampler', 'to_absorbance', 'guess_units', 'make_file_registry',
+           'file_registry', 'data_dir', 'DataFileError', 'sha256', 'fetch', 'fetch_all', 'read_frond',
+           'read_kedzierski', 'read_kedzierski_field', 'read_villegas_camacho', 'read_microplastix', 'read_primpke',
+           'read_primpke_sup4', 'read_openspecy_lib', 'read_samoa_reference', 'read_samoa_field', 'Source',
+           'label_table', 'load_source', 'save_spectra', 'load_spectra', 'load_corpus']
 
 # %% ../nbs/00_data.ipynb #19b5ab61
 import os, json, hashlib, time, warnings, functools
@@ -129,25 +129,91 @@ def _resample(self:Spectra, grid):
 
 Spectra.resample = _resample
 
+# %% ../nbs/00_data.ipynb #e111551c
+class Resampler:
+    "`resample_array(wn, ., grid)` as a precomputed operator: `Resampler(wn, grid)(X)` is a gather and a weighted sum per grid point."
+    def __init__(self, wn, # ascending source axis (cm-1)
+                 grid, # ascending target axis
+                ):
+        wn, grid = np.asarray(wn, np.float64), np.asarray(grid, np.float64)
+        if len(wn) < 2: raise ValueError("a spectrum needs at least two points to be resampled")
+        self.wn, self.grid = wn, grid
+        src, dst = np.median(np.diff(wn)), (np.median(np.diff(grid)) if len(grid) > 1 else 0)
+        if dst <= 1.5 * src:   # linear interpolation: two columns per grid point
+            i, w, out = _interp_weights(wn, grid)
+            self.index, self.weight = np.stack([i, i + 1], 1), np.stack([1 - w, w], 1)
+            self.weight[out] = np.nan
+            return
+        # bin averages: the cumulative trapezoid integral C(e) = sum_k a_k(e) x_k is linear in x, so each bin is too
+        edges = np.concatenate([[grid[0] - dst / 2], (grid[1:] + grid[:-1]) / 2, [grid[-1] + dst / 2]])
+        lo = np.clip(np.searchsorted(wn, edges[:-1], side='right') - 1, 0, len(wn) - 1)
+        hi = np.clip(np.searchsorted(wn, edges[1:], side='left'), 0, len(wn) - 1)
+        seg, t, _ = _interp_weights(wn, np.clip(edges, wn[0], wn[-1]))
+        half = np.diff(wn) / 2
+        width = int((hi - lo).max()) + 1
+        self.index = np.minimum(lo[:, None] + np.arange(width), hi[:, None])   # padding repeats `hi` with weight 0
+        self.weight = np.zeros((len(grid), width))
+        for g in range(len(grid)):
+            s0, s1 = seg[g], seg[g + 1]
+            f = np.ones(s1 - s0 + 1); f[-1] = 0; f[-1] += t[g + 1]; f[0] -= t[g]   # share of each segment s0..s1 in the bin
+            c = np.zeros(s1 - s0 + 2)
+            c[:-1] += f * half[s0:s1 + 1]; c[1:] += f * half[s0:s1 + 1]         # segment s feeds points s and s + 1
+            k = np.arange(s0, s1 + 2) - lo[g]
+            keep = (k >= 0) & (k < width) & (c != 0)
+            self.weight[g, k[keep]] = c[keep] / (edges[g + 1] - edges[g])
+        self.weight[(edges[:-1] < wn[0] - 1e-9) | (edges[1:] > wn[-1] + 1e-9)] = np.nan
+
+    def __call__(self, X, # spectra on `wn`, one per row (float32 stays float32)
+                ):
+        "`X` on `grid`, in `X`'s float precision."
+        X = np.atleast_2d(X)
+        if X.dtype != np.float32: X = X.astype(np.float64)
+        W = self.weight.astype(X.dtype)
+        with np.errstate(invalid='ignore'):
+            R = X[:, self.index[:, 0]] * W[:, 0]
+            for k in range(1, self.index.shape[1]): R += X[:, self.index[:, k]] * W[:, k]
+        return R
+
 # %% ../nbs/00_data.ipynb #6d083ef9
 UNITS = ('A', '%T', 'T', '%R', 'R')
 
-def to_absorbance(X, units='A'):
-    "Convert intensities in `units` (absorbance 'A', transmittance '%T' or 'T', reflectance '%R' or 'R') to absorbance, log10(1/x)."
-    X = np.asarray(X, np.float64)
+def to_absorbance(X, units='A', dtype=np.float64):
+    "Convert intensities in `units` (absorbance 'A', transmittance '%T' or 'T', reflectance '%R' or 'R') to absorbance, log10(1/x), as `dtype`."
+    X = np.asarray(X, dtype)
     if units == 'A': return X
     if units not in UNITS: raise ValueError(f"unknown units {units!r}: use one of {UNITS}")
-    T = X / 100 if units.startswith('%') else X
-    with np.errstate(divide='ignore', invalid='ignore'): return np.where(T > 0, -np.log10(T), np.nan)
+    T = X / dtype(100) if units.startswith('%') else X
+    with np.errstate(divide='ignore', invalid='ignore'): return np.where(T > 0, -np.log10(T), dtype(np.nan))
+
+def _median_above(X, c, n):
+    "Per row of `X` (`n` finite points), whether its NaN-median exceeds `c`, and whether the count cannot say (an even count split at `c`)."
+    above = (X > c[:, None]).sum(1)
+    yes, no = above >= n // 2 + 1, above <= (n - 1) // 2   # both middle values above `c`, or neither
+    return yes, ~(yes | no)
 
 def guess_units(X):
     "Per spectrum, 'A', '%T' or 'T' judged from the shape: transmittance has a high baseline and downward bands."
-    X = np.atleast_2d(np.asarray(X, np.float64))
+    X = np.atleast_2d(np.asarray(X))
+    if X.dtype not in (np.float32, np.float64): X = X.astype(np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)
-        lo, med, hi = np.nanmin(X, 1), np.nanmedian(X, 1), np.nanmax(X, 1)
-    dips = (med - lo) > 2 * (hi - med)
-    return np.where(dips & (med > 20) & (hi < 150), '%T', np.where(dips & (med > 0.2) & (hi < 1.6), 'T', 'A'))
+        lo, hi = np.nanmin(X, 1).astype(np.float64), np.nanmax(X, 1).astype(np.float64)
+    # The median decides three thresholds. Counting the points above each is exact and needs no sort (nanmedian
+    # sorts row by row); only rows whose median lies within rounding of the dips threshold, or whose even count
+    # splits exactly at a threshold, get their exact median.
+    n, c, tol = np.isfinite(X).sum(1), (lo + 2 * hi) / 3, 1e-6 * (np.abs(lo) + np.abs(hi)) + 1e-12
+    dips, u1 = _median_above(X, c + tol, n)
+    low_dips, u2 = _median_above(X, c - tol, n)
+    t20, u3 = _median_above(X, np.full(len(X), 20.), n)
+    t02, u4 = _median_above(X, np.full(len(X), 0.2), n)
+    unsure = np.flatnonzero(u1 | u2 | u3 | u4 | (dips != low_dips))
+    if len(unsure):
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', RuntimeWarning)
+            med = np.nanmedian(X[unsure].astype(np.float64), 1)
+        dips[unsure] = (med - lo[unsure]) > 2 * (hi[unsure] - med)
+        t20[unsure], t02[unsure] = med > 20, med > 0.2
+    return np.where(dips & t20 & (hi < 150), '%T', np.where(dips & t02 & (hi < 1.6), 'T', 'A'))
 
 # %% ../nbs/00_data.ipynb #ab232479
 def _plot(self:Spectra, n=5, by=None, ax=None, offset=0., normalise=False, alpha=0.8, lw=0.8, **kw):
