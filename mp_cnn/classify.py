@@ -20,9 +20,9 @@ from .preprocess import Pipeline, STEPS, MIN_POINTS, _spans
 from .readers import looks_raman
 
 # %% auto #0
-__all__ = ['MIN_COVERAGE', 'BLOCK', 'pretrained_dir', 'attribution', 'input_flags', 'as_spectra', 'conformal_quantile',
-           'Classifier', 'fold_lenet', 'lenet_logits', 'calibrate', 'fit_default', 'polymer_map', 'classify_files',
-           'classify_cli', 'open_set_report']
+__all__ = ['MIN_COVERAGE', 'BLOCK', 'TORCH_AFTER', 'pretrained_dir', 'attribution', 'input_flags', 'as_spectra',
+           'conformal_quantile', 'Classifier', 'fold_lenet', 'lenet_logits', 'lenet_logits_torch', 'calibrate',
+           'fit_default', 'polymer_map', 'classify_files', 'classify_cli', 'open_set_report']
 
 # %% ../nbs/06_classify.ipynb #1243b09f
 MIN_COVERAGE = 0.5   # a spectrum must cover at least half of the model's wavenumber grid
@@ -112,6 +112,7 @@ class Classifier:
         if weights is None: weights = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
         self.weights = weights
         self.net = fold_lenet(weights) if config['model']['name'] == 'lenet_1d' else None
+        self.engine, self._seen = 'auto', 0   # the network's engine: 'auto', 'numpy' or 'torch' (see `outputs`)
 
     @property
     def model(self):
@@ -171,12 +172,14 @@ def prepare(self:Classifier, spectra, # a `Spectra` or a `(wavenumbers, intensit
 # %% ../nbs/06_classify.ipynb #84131f07
 @patch
 def probabilities(self:Classifier, X, # model input (n, grid points), float32
-                  bs=1024, # spectra per batch
+                  bs=256, # spectra per batch
+                  engine='numpy', # for `lenet_1d`: 'numpy' (`lenet_logits`) or 'torch' (`lenet_logits_torch`)
                  ):
     "Softmax probabilities (n x classes, float32) for model input `X`."
     out = np.zeros((len(X), len(self.classes)), np.float32)
     if self.net is not None:
-        for a in range(0, len(X), bs): out[a:a + bs] = _softmax(lenet_logits(self.net, X[a:a + bs]))
+        f = lenet_logits_torch if engine == 'torch' else lenet_logits
+        for a in range(0, len(X), bs): out[a:a + bs] = _softmax(f(self.net, X[a:a + bs]))
         return out
     import torch
     with torch.inference_mode():
@@ -184,6 +187,14 @@ def probabilities(self:Classifier, X, # model input (n, grid points), float32
     return out
 
 BLOCK = 2048   # spectra preprocessed at once (float32 copies: a block at a time bounds memory)
+TORCH_AFTER = 20_000   # spectra after which importing torch (about 1.4 s) pays for its faster kernels
+
+@patch
+def _engine(self:Classifier, n):
+    "The network's engine for the next `n` spectra: torch once it is imported or this classifier has seen `TORCH_AFTER` spectra."
+    self._seen += n
+    if self.engine != 'auto': return self.engine
+    return 'torch' if 'torch' in sys.modules or self._seen >= TORCH_AFTER else 'numpy'
 
 def _workers():
     "The processors this process may use."
@@ -198,14 +209,21 @@ def outputs(self:Classifier, spectra, # a `Spectra` or a `(wavenumbers, intensit
     from concurrent.futures import ThreadPoolExecutor
     from threadpoolctl import threadpool_limits
     sp = as_spectra(spectra)
+    engine = self._engine(len(sp))
     def block(a):
         X, f = self.prepare(sp[a:a + BLOCK] if len(sp) > BLOCK else sp, units)
-        return X, self.probabilities(X), f
+        return X, self.probabilities(X, engine=engine), f
     starts = list(range(0, max(len(sp), 1), BLOCK))
-    with threadpool_limits(1, 'blas'):
-        if len(starts) == 1: parts = [block(0)]
-        else:
-            with ThreadPoolExecutor(min(workers or _workers(), len(starts))) as ex: parts = list(ex.map(block, starts))
+    if engine == 'torch':
+        import torch
+        threads = torch.get_num_threads(); torch.set_num_threads(1)   # one per worker, like BLAS
+    try:
+        with threadpool_limits(1, 'blas'):
+            if len(starts) == 1: parts = [block(0)]
+            else:
+                with ThreadPoolExecutor(min(workers or _workers(), len(starts))) as ex: parts = list(ex.map(block, starts))
+    finally:
+        if engine == 'torch': torch.set_num_threads(threads)
     return tuple(np.concatenate(p) for p in zip(*parts))
 
 # %% ../nbs/06_classify.ipynb #50f9a85c
@@ -247,6 +265,33 @@ def lenet_logits(net, # `fold_lenet`'s weights
         h = h @ W + b
         if i < len(net['fc']) - 1: np.maximum(h, 0, out=h)
     return h
+
+def _torch_net(net):
+    "The folded weights as torch tensors, channels first (built once per `net`)."
+    import torch
+    if '_torch' not in net:
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
+        conv = [(t(W.T.reshape(W.shape[1], -1, k)), t(b)) for W, b, k in net['conv']]
+        c, m = len(net['conv'][-1][1]), net['pos']
+        W1, b1 = net['fc'][0]
+        fc = [(t(W1.reshape(m, c, -1).transpose(1, 0, 2).reshape(m * c, -1).T), t(b1))] + [(t(W.T), t(b)) for W, b in net['fc'][1:]]
+        net['_torch'] = conv, fc
+    return net['_torch']
+
+def lenet_logits_torch(net, # `fold_lenet`'s weights
+                       X, # model input (n, length), float32
+                      ):
+    "`lenet_logits` with torch's kernels (the same folded weights): faster on large batches, once torch is imported."
+    import torch, torch.nn.functional as F
+    conv, fc = _torch_net(net)
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(X, np.float32))[:, None]
+        for W, b in conv: x = F.relu(F.max_pool1d(F.conv1d(x, W, b), 2))
+        x = F.adaptive_avg_pool1d(x, net['pos']).flatten(1)
+        for i, (W, b) in enumerate(fc):
+            x = F.linear(x, W, b)
+            if i < len(fc) - 1: x = F.relu(x)
+        return x.numpy()
 
 # %% ../nbs/06_classify.ipynb #b44732b1
 def calibrate(clf, spectra, quantile=0.05):

@@ -182,12 +182,15 @@ def to_absorbance(X, units='A', dtype=np.float64):
     X = np.asarray(X, dtype)
     if units == 'A': return X
     if units not in UNITS: raise ValueError(f"unknown units {units!r}: use one of {UNITS}")
-    T = X / dtype(100) if units.startswith('%') else X
-    with np.errstate(divide='ignore', invalid='ignore'): return np.where(T > 0, -np.log10(T), dtype(np.nan))
+    A = X / dtype(100) if units.startswith('%') else X.copy()
+    with np.errstate(divide='ignore', invalid='ignore'):
+        np.log10(A, out=A); np.negative(A, out=A)   # in place: the same numbers as -log10(T), one array instead of four
+    if not (X > 0).all(): A[~(X > 0)] = np.nan     # zero, negative or NaN: no absorbance
+    return A
 
 def _median_above(X, c, n):
     "Per row of `X` (`n` finite points), whether its NaN-median exceeds `c`, and whether the count cannot say (an even count split at `c`)."
-    above = (X > c[:, None]).sum(1)
+    above = np.count_nonzero(X > c[:, None], axis=1)
     yes, no = above >= n // 2 + 1, above <= (n - 1) // 2   # both middle values above `c`, or neither
     return yes, ~(yes | no)
 
@@ -201,12 +204,14 @@ def guess_units(X):
     # The median decides three thresholds. Counting the points above each is exact and needs no sort (nanmedian
     # sorts row by row); only rows whose median lies within rounding of the dips threshold, or whose even count
     # splits exactly at a threshold, get their exact median.
-    n, c, tol = np.isfinite(X).sum(1), (lo + 2 * hi) / 3, 1e-6 * (np.abs(lo) + np.abs(hi)) + 1e-12
-    dips, u1 = _median_above(X, c + tol, n)
-    low_dips, u2 = _median_above(X, c - tol, n)
-    t20, u3 = _median_above(X, np.full(len(X), 20.), n)
-    t02, u4 = _median_above(X, np.full(len(X), 0.2), n)
-    unsure = np.flatnonzero(u1 | u2 | u3 | u4 | (dips != low_dips))
+    n = X.shape[1] - np.count_nonzero(np.isnan(X), axis=1)   # what nanmedian counts (inf included)
+    with np.errstate(invalid='ignore'):   # inf in a row: its thresholds are NaN and its median is taken exactly
+        c, tol = (lo + 2 * hi) / 3, 1e-6 * (np.abs(lo) + np.abs(hi)) + 1e-12
+        dips, u1 = _median_above(X, c + tol, n)
+        low_dips, u2 = _median_above(X, c - tol, n)
+        t20, u3 = _median_above(X, np.full(len(X), 20.), n) if ((hi > 20) & (hi < 150)).any() else (np.zeros(len(X), bool), np.zeros(len(X), bool))
+        t02, u4 = _median_above(X, np.full(len(X), 0.2), n) if ((hi > 0.2) & (hi < 1.6)).any() else (np.zeros(len(X), bool), np.zeros(len(X), bool))
+    unsure = np.flatnonzero(u1 | u2 | u3 | u4 | (dips != low_dips) | ~np.isfinite(c + tol))
     if len(unsure):
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', RuntimeWarning)

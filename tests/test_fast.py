@@ -85,3 +85,9 @@ def test_numpy_net_matches_torch(clf, corpus):
     with torch.inference_mode(): want = clf.model(torch.from_numpy(X)).numpy()
     from mp_cnn.classify import lenet_logits
     assert np.abs(lenet_logits(clf.net, X) - want).max() < 1e-4
+
+@pytest.mark.parametrize('engine', ['numpy', 'torch'])
+def test_engines(clf, old, corpus, engine):
+    clf.engine = engine
+    try: _same(clf, old, _instrument(corpus, 500, 1., '%T', seed=2))
+    finally: clf.engine = 'auto'
