@@ -8,7 +8,8 @@ Writes results/speed_end_to_end.csv (one row per measurement, each with hardware
   BLAS on one (on a loaded machine a multi-threaded BLAS can lose), and the fastest of the repeats; the CNN its median.
 - `engine`: the network's two engines (numpy, torch kernels) on the 1 cm-1 %T queries, alternately.
 - `stream`: a 1,000,000-spectrum ENVI map (BIP, float32, absorbance) written to /tmp, streamed from disk in a fresh
-  process by `predict_iter` 8,192 spectra at a time, its peak resident memory (VmHWM); the map is deleted afterwards.
+  process by `predict_iter` 8,192 spectra at a time (engine 'auto': numpy, then torch after 20,000 spectra), its peak
+  resident memory (VmHWM); the map is deleted afterwards.
 - `cold_start`: `mp-cnn classify` on one file as a whole process (farm-bench, median of 5), and the base commit's in turn.
 
     python scripts/bench_classify.py [--n 10000] [--map-n 1000000] [--reps 3]
@@ -97,12 +98,27 @@ def farm(cmd, vs, cwd, runs=5):
     if len(walls) < 2: raise RuntimeError(f"farm-bench said:\n{r.stdout}\n{r.stderr}")
     return float(walls[0][4]), float(walls[1][4]), float(cpus[0][4]), float(cpus[1][4]), r.stdout
 
+def readme_text(df):
+    "The README's paragraph on end-to-end speed, from `results/speed_end_to_end.csv` (`tests/test_fast.py` checks that the README holds it)."
+    g, st, cs = df[df.part == 'grid'], df[df.part == 'stream'], df[df.part == 'cold_start'].iloc[0]
+    one = g[(g.step_cm1 == 1) & (g.units == '%T')].iloc[0]
+    low = st.sort_values('peak_rss_mb').iloc[0]
+    return (f"End to end on raw instrument-like spectra (`scripts/bench_classify.py`, `results/speed_end_to_end.csv`; "
+            f"{g.hardware.iloc[0]}, shared with other work, load average {one.load}; code at {g.commit.iloc[0]}, seed {g.seed.iloc[0]}): "
+            f"the shipped classifier, checks, units, preprocessing and result table included, runs at {g.x_search.min():.1f}x to "
+            f"{g.x_search.max():.1f}x float32 library search over the whole corpus ({g.n_library.iloc[0]:,} references, its "
+            f"preprocessing included) on 1, 2, 4 and 8 cm-1 input in absorbance and %T; at 1 cm-1 %T, {one.cnn_per_s:,} spectra/s "
+            f"against {one.search_per_s:,}. A {low.n:,}-spectrum ENVI map streams from disk at {low.cnn_per_s:,} spectra/s with a "
+            f"peak RSS of {low.peak_rss_mb:.0f} MB; `mp-cnn classify` on one file starts and finishes in {cs.wall_s:.2f} s "
+            f"(median of 5; {cs.cpu_s:.2f} s of CPU; the base commit {BASE}: {cs.base_wall_s:.2f} s).")
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--n', type=int, default=10_000); p.add_argument('--reps', type=int, default=3)
     p.add_argument('--map-n', type=int, default=1_000_000); p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', default=str(ROOT/'results'/'speed_end_to_end.csv'))
     p.add_argument('--skip', nargs='*', default=[], help='parts to skip: grid engine stream cold_start')
+    p.add_argument('--stream-engines', nargs='*', default=['auto'], help="the map's engines: auto (what `predict` does), numpy, torch")
     p.add_argument('--stream', nargs=2, metavar=('HDR', 'ENGINE'), help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.stream: return stream(*a.stream)
@@ -116,8 +132,10 @@ def main():
     clf = Classifier.load()
     base = dict(hardware=hardware(), commit=commit(), seed=a.seed, n_library=len(L))
     rows = []
-    def add(**kw):
+    Path(a.out).parent.mkdir(exist_ok=True, parents=True)
+    def add(**kw):   # the CSV is rewritten after every row: an interrupted run keeps what it measured
         rows.append({**kw, **base}); print({k: v for k, v in rows[-1].items() if k not in base}, flush=True)
+        pd.DataFrame(rows).to_csv(a.out, index=False)
     def search(wn, X): return library_search(lib_pipe.apply(wn, X)[1], L, labels)
     wn, X = queries(corpus, 1000, 4., 'A', a.seed)
     clf.predict((wn, X)); search(wn, X)   # warm-up: imports, caches
@@ -149,7 +167,7 @@ def main():
         try:
             hdr = write_map(d/'map', corpus, a.map_n, a.seed)
             gb = (d/'map.dat').stat().st_size / 1e9
-            for engine in ('numpy', 'auto'):
+            for engine in a.stream_engines:
                 l0 = load()
                 r = subprocess.run([sys.executable, __file__, '--stream', str(hdr), engine], capture_output=True, text=True)
                 m = re.search(r'STREAM n=(\d+) s=([\d.]+) rss=([\d.]+) torch=(\w+) labelled=(\d+)', r.stdout)
@@ -170,9 +188,6 @@ def main():
             l0 = load()
             new, old, new_cpu, old_cpu, out = farm(cmd(ROOT), ' '.join(cmd(f'{tmp}/base')), f'{tmp}/run')
         add(part='cold_start', n=1, engine='numpy', wall_s=new, cpu_s=new_cpu, base_wall_s=old, base_cpu_s=old_cpu, load=f'{l0} -> {load()}')
-    df = pd.DataFrame(rows)
-    Path(a.out).parent.mkdir(exist_ok=True, parents=True)
-    df.to_csv(a.out, index=False)
     print(f"wrote {a.out}")
 
 if __name__ == '__main__': sys.exit(main())

@@ -91,3 +91,11 @@ def test_engines(clf, old, corpus, engine):
     clf.engine = engine
     try: _same(clf, old, _instrument(corpus, 500, 1., '%T', seed=2))
     finally: clf.engine = 'auto'
+
+def test_readme_quotes_results():
+    import sys, pandas as pd
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root/'scripts'))
+    from bench_classify import readme_text
+    assert readme_text(pd.read_csv(root/'results'/'speed_end_to_end.csv')) in (root/'README.md').read_text()
