@@ -20,9 +20,9 @@ from .preprocess import Pipeline, STEPS, MIN_POINTS, _spans
 from .readers import looks_raman
 
 # %% auto #0
-__all__ = ['MIN_COVERAGE', 'BLOCK', 'TORCH_AFTER', 'pretrained_dir', 'attribution', 'input_flags', 'as_spectra',
-           'conformal_quantile', 'Classifier', 'fold_lenet', 'lenet_logits', 'lenet_logits_torch', 'calibrate',
-           'fit_default', 'polymer_map', 'classify_files', 'classify_cli', 'open_set_report']
+__all__ = ['MIN_COVERAGE', 'BLOCK', 'pretrained_dir', 'attribution', 'input_flags', 'as_spectra', 'conformal_quantile',
+           'Classifier', 'fold_lenet', 'lenet_logits', 'lenet_logits_torch', 'calibrate', 'fit_default', 'polymer_map',
+           'classify_files', 'classify_cli', 'open_set_report']
 
 # %% ../nbs/06_classify.ipynb #1243b09f
 MIN_COVERAGE = 0.5   # a spectrum must cover at least half of the model's wavenumber grid
@@ -112,7 +112,7 @@ class Classifier:
         if weights is None: weights = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
         self.weights = weights
         self.net = fold_lenet(weights) if config['model']['name'] == 'lenet_1d' else None
-        self.engine, self._seen = 'auto', 0   # the network's engine: 'auto', 'numpy' or 'torch' (see `outputs`)
+        self.engine = 'auto'   # the network's engine: 'auto', 'numpy' or 'torch' (see `outputs`)
 
     @property
     def model(self):
@@ -187,14 +187,11 @@ def probabilities(self:Classifier, X, # model input (n, grid points), float32
     return out
 
 BLOCK = 2048   # spectra preprocessed at once (float32 copies: a block at a time bounds memory)
-TORCH_AFTER = 20_000   # spectra after which importing torch (about 1.4 s) pays for its faster kernels
-
 @patch
-def _engine(self:Classifier, n):
-    "The network's engine for the next `n` spectra: torch once it is imported or this classifier has seen `TORCH_AFTER` spectra."
-    self._seen += n
+def _engine(self:Classifier):
+    "The network's engine: `self.engine`, or with 'auto' torch's kernels when torch is already imported, else numpy."
     if self.engine != 'auto': return self.engine
-    return 'torch' if 'torch' in sys.modules or self._seen >= TORCH_AFTER else 'numpy'
+    return 'torch' if 'torch' in sys.modules else 'numpy'
 
 def _workers():
     "The processors this process may use."
@@ -209,7 +206,7 @@ def outputs(self:Classifier, spectra, # a `Spectra` or a `(wavenumbers, intensit
     from concurrent.futures import ThreadPoolExecutor
     from threadpoolctl import threadpool_limits
     sp = as_spectra(spectra)
-    engine = self._engine(len(sp))
+    engine = self._engine()
     def block(a):
         X, f = self.prepare(sp[a:a + BLOCK] if len(sp) > BLOCK else sp, units)
         return X, self.probabilities(X, engine=engine), f

@@ -8,11 +8,11 @@ Writes results/speed_end_to_end.csv (one row per measurement, each with hardware
   BLAS on one (on a loaded machine a multi-threaded BLAS can lose), and the fastest of the repeats; the CNN its median.
 - `engine`: the network's two engines (numpy, torch kernels) on the 1 cm-1 %T queries, alternately.
 - `stream`: a 1,000,000-spectrum ENVI map (BIP, float32, absorbance) written to /tmp, streamed from disk in a fresh
-  process by `predict_iter` 8,192 spectra at a time (engine 'auto': numpy, then torch after 20,000 spectra), its peak
+  process by `predict_iter` 8,192 spectra at a time (engine 'auto': numpy, as torch is not imported there), its peak
   resident memory (VmHWM); the map is deleted afterwards.
 - `cold_start`: `mp-cnn classify` on one file as a whole process (farm-bench, median of 5), and the base commit's in turn.
 
-    python scripts/bench_classify.py [--n 10000] [--map-n 1000000] [--reps 3]
+    python scripts/bench_classify.py [--n 10000] [--map-n 1000000] [--reps 1] [--skip PART...]   (rows of skipped parts are kept)
 """
 import argparse, os, re, subprocess, sys, tempfile, time, platform
 from pathlib import Path
@@ -131,7 +131,8 @@ def main():
     L, labels = lib_pipe(corpus).X, corpus.labels.astype(str).to_numpy()   # the library is prepared once, as in practice
     clf = Classifier.load()
     base = dict(hardware=hardware(), commit=commit(), seed=a.seed, n_library=len(L))
-    rows = []
+    old = pd.read_csv(a.out) if Path(a.out).exists() else pd.DataFrame({'part': []})
+    rows = old[old.part.isin(a.skip)].to_dict('records')   # the rows of the parts skipped this time are kept
     Path(a.out).parent.mkdir(exist_ok=True, parents=True)
     def add(**kw):   # the CSV is rewritten after every row: an interrupted run keeps what it measured
         rows.append({**kw, **base}); print({k: v for k, v in rows[-1].items() if k not in base}, flush=True)
@@ -150,7 +151,7 @@ def main():
                     with threadpool_limits(1, 'blas'): t_one = timed(lambda: search(wn, X))[0]
                     ls.append(min(t_all, t_one))
                 c, s = np.median(cnn), min(ls)
-                add(part='grid', step_cm1=step, units=units, points=len(wn), n=a.n, engine=clf._engine(0),
+                add(part='grid', step_cm1=step, units=units, points=len(wn), n=a.n, engine=clf._engine(),
                     cnn_per_s=round(a.n / c), search_per_s=round(a.n / s), x_search=round(float(s / c), 2),
                     load=f'{l0} -> {load()}')
     if 'engine' not in a.skip:
