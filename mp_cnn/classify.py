@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+from fastcore.basics import patch
 
 from .spectra import Spectra
 from .sources import SOURCES
@@ -20,8 +22,8 @@ from .formats import looks_raman
 
 # %% auto #0
 __all__ = ['MIN_COVERAGE', 'BLOCK', 'EXIT_CODES', 'pretrained_dir', 'attribution', 'input_flags', 'as_spectra',
-           'conformal_quantile', 'Classifier', 'calibrate', 'fit_default', 'polymer_map', 'classify_files',
-           'classify_cli', 'open_set_report']
+           'conformal_quantile', 'Classifier', 'fold_lenet', 'lenet_logits', 'lenet_logits_torch', 'calibrate',
+           'fit_default', 'polymer_map', 'classify_files', 'classify_cli', 'open_set_report']
 
 # %% ../nbs/06_classify.ipynb #1243b09f
 MIN_COVERAGE = 0.5   # a spectrum must cover at least half of the model's wavenumber grid
@@ -106,25 +108,48 @@ def conformal_quantile(scores, alpha):
     k = int(np.ceil((len(s) + 1) * (1 - alpha)))
     return np.inf if k > len(s) else float(s[k - 1])
 
+def _grid(config):
+    "The checkpoint's wavenumber grid (chapter 4's `checkpoint_grid`, without importing torch)."
+    g = config['grid']
+    return g['lo'] + g['step'] * np.arange(g['n']) if isinstance(g, dict) else np.asarray(g, dtype=np.float64)
+
 class Classifier:
     "A trained CNN with its preprocessing, classes, grid and (optional) calibration, that labels spectra."
-    def __init__(self, model, config, calibration=None):
-        from mp_cnn.train import checkpoint_grid
-        self.model, self.config, self.calibration = model.eval(), config, calibration
-        self.classes, self.grid = list(config['classes']), checkpoint_grid(config)
+    def __init__(self, model, # the torch model, or None when `weights` are given (then built only if needed)
+                 config, # the checkpoint's config dict
+                 calibration=None, # `calibrate`'s dict
+                 weights=None, # the checkpoint's tensors as numpy arrays (default: `model`'s)
+                ):
+        self._model, self.config, self.calibration = model.eval() if model is not None else None, config, calibration
+        self.classes, self.grid = list(config['classes']), _grid(config)
         steps = list(config['preprocess'])
         self._units_step = steps[0] if steps and steps[0]['step'] == 'absorbance' else None
         self.pipe = Pipeline(steps[1:] if self._units_step else steps, check=False)
+        if weights is None: weights = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+        self.weights = weights
+        self.net = fold_lenet(weights) if config['model']['name'] == 'lenet_1d' else None
+        self.engine = 'auto'   # the network's engine: 'auto', 'numpy' or 'torch' (see `outputs`)
+
+    @property
+    def model(self):
+        "The torch model (built from the weights on first use: the numpy path never imports torch)."
+        if self._model is None:
+            import torch
+            from mp_cnn.models import get_model
+            self._model = get_model(**self.config['model'])
+            self._model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.weights.items()})
+            self._model.eval()
+        return self._model
 
     @classmethod
     def load(cls, path=None):
         "The shipped model (`path` None) or any chapter-4 checkpoint folder; `calibration.json` is read when present."
-        from mp_cnn.train import load_checkpoint
+        from safetensors.numpy import load_file
         path = Path(path) if path else pretrained_dir()
         if not (path/'config.json').exists(): raise FileNotFoundError(f"no checkpoint in {path}: expected config.json and model.safetensors")
-        model, config = load_checkpoint(path)
+        config = json.loads((path/'config.json').read_text())
         cal = path/'calibration.json'
-        return cls(model, config, json.loads(cal.read_text()) if cal.exists() else None)
+        return cls(None, config, json.loads(cal.read_text()) if cal.exists() else None, load_file(str(path/'model.safetensors')))
 
     def __repr__(self):
         m = self.config['model']
@@ -133,40 +158,153 @@ class Classifier:
 
 # %% ../nbs/06_classify.ipynb #60bd43c6
 def _to_absorbance(self:Classifier, spectra):
-    "`spectra.X` in absorbance, row by row from `units_published` (the checkpoint's own rule where absent)."
-    wn, X = spectra.wavenumbers, spectra.X.astype(np.float64)
+    "`spectra.X` (float32) in absorbance, from `units_published` (the checkpoint's own rule where absent): once per unit, not per row."
+    wn, X = spectra.wavenumbers, spectra.X
     if self._units_step is None: return X
     default = self._units_step.get('units', 'auto')
     units = spectra.meta['units_published'].fillna(default).astype(str).to_numpy() if 'units_published' in spectra.meta else np.full(len(X), default)
+    kinds = np.unique(units)
+    if len(kinds) == 1: return STEPS['absorbance'](wn, X, units=kinds[0])[1]   # one file, one unit: the usual case
     out = np.empty_like(X)
-    for u in np.unique(units): out[units == u] = STEPS['absorbance'](wn, X[units == u], units=u)[1]
+    for u in kinds: out[units == u] = STEPS['absorbance'](wn, X[units == u], units=u)[1]
     return out
 
-def _prepare(self:Classifier, spectra, units=None):
+@patch
+def prepare(self:Classifier, spectra, # a `Spectra` or a `(wavenumbers, intensities)` pair
+            units=None, # units of all rows ('A', '%T', 'T', '%R', 'R'); default: `units_published`, else guessed per row
+           ):
     "(model input for the rows that can be classified, float32 on the grid; flags of all rows)."
     sp = as_spectra(spectra, units)
     flags = input_flags(sp, self.grid)
     ok = flags == ''
     if not ok.any(): return np.zeros((0, len(self.grid)), np.float32), flags
-    sub = sp[np.flatnonzero(ok)]
-    A = self._to_absorbance(sub)
+    sub = sp if ok.all() else sp[np.flatnonzero(ok)]
+    A = _to_absorbance(self, sub)
     bad = ~np.isfinite(A).any(1)    # e.g. %T declared on data that is not
     flags[np.flatnonzero(ok)[bad]] = 'no valid absorbance (wrong units?)'
-    X = self.pipe(Spectra(sub.wavenumbers, A[~bad])).X
+    X = self.pipe.apply(sub.wavenumbers, A[~bad] if bad.any() else A)[1]
     return np.ascontiguousarray(X, dtype=np.float32), flags
 
-Classifier._to_absorbance, Classifier.prepare = _to_absorbance, _prepare
-
 # %% ../nbs/06_classify.ipynb #84131f07
-def _probabilities(self:Classifier, X, bs=1024):
+@patch
+def probabilities(self:Classifier, X, # model input (n, grid points), float32
+                  bs=256, # spectra per batch
+                  engine='numpy', # for `lenet_1d`: 'numpy' (`lenet_logits`) or 'torch' (`lenet_logits_torch`)
+                 ):
     "Softmax probabilities (n x classes, float32) for model input `X`."
-    import torch
     out = np.zeros((len(X), len(self.classes)), np.float32)
+    if self.net is not None:
+        f = lenet_logits_torch if engine == 'torch' else lenet_logits
+        for a in range(0, len(X), bs): out[a:a + bs] = _softmax(f(self.net, X[a:a + bs]))
+        return out
+    import torch
     with torch.inference_mode():
         for a in range(0, len(X), bs): out[a:a + bs] = _softmax(self.model(torch.from_numpy(X[a:a + bs])).numpy())
     return out
 
-Classifier.probabilities = _probabilities
+BLOCK = 2048   # spectra preprocessed at once (float32 copies: a block at a time bounds memory)
+@patch
+def _engine(self:Classifier):
+    "The network's engine: `self.engine`, or with 'auto' torch's kernels when torch is already imported, else numpy."
+    if self.engine != 'auto': return self.engine
+    return 'torch' if 'torch' in sys.modules else 'numpy'
+
+def _workers():
+    "The processors this process may use."
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+
+@patch
+def outputs(self:Classifier, spectra, # a `Spectra` or a `(wavenumbers, intensities)` pair
+            units=None, # units of all rows (see `prepare`)
+            workers=None, # threads (default: the processors this process may use)
+           ):
+    "(model input X of the rows that can be classified, their probabilities P, flags of all rows): raw spectra to probabilities."
+    from concurrent.futures import ThreadPoolExecutor
+    from threadpoolctl import threadpool_limits
+    sp = as_spectra(spectra)
+    engine = self._engine()
+    def block(a):
+        X, f = self.prepare(sp[a:a + BLOCK] if len(sp) > BLOCK else sp, units)
+        return X, self.probabilities(X, engine=engine), f
+    starts = list(range(0, max(len(sp), 1), BLOCK))
+    if engine == 'torch':
+        import torch
+        threads = torch.get_num_threads(); torch.set_num_threads(1)   # one per worker, like BLAS
+    try:
+        with threadpool_limits(1, 'blas'):
+            if len(starts) == 1: parts = [block(0)]
+            else:
+                with ThreadPoolExecutor(min(workers or _workers(), len(starts))) as ex: parts = list(ex.map(block, starts))
+    finally:
+        if engine == 'torch': torch.set_num_threads(threads)
+    return tuple(np.concatenate(p) for p in zip(*parts))
+
+# %% ../nbs/06_classify.ipynb #50f9a85c
+def fold_lenet(w, # `lenet_1d`'s tensors (safetensors names) as numpy arrays
+               eps=1e-5, # batch norm's epsilon
+              ):
+    "`lenet_1d`'s weights for `lenet_logits`: batch norms folded into the convolutions, channels last, float32."
+    def conv(c, b):
+        g = w[f'net.features.{b}.weight'] / np.sqrt(w[f'net.features.{b}.running_var'] + eps)
+        W = w[f'net.features.{c}.weight'] * g[:, None, None]                      # (out, in, k)
+        return W.reshape(len(W), -1).T.astype(np.float32), (w[f'net.features.{b}.bias'] - w[f'net.features.{b}.running_mean'] * g).astype(np.float32), W.shape[2]
+    (W1, b1, k1), (W2, b2, k2) = conv(0, 1), conv(4, 5)
+    fc = [(w[f'net.classifier.{i}.weight'].T.astype(np.float32), w[f'net.classifier.{i}.bias'].astype(np.float32)) for i in (1, 3, 5)]
+    c2 = len(b2); pos = fc[0][0].shape[0] // c2
+    fc[0] = (fc[0][0].reshape(c2, pos, -1).transpose(1, 0, 2).reshape(c2 * pos, -1).copy(), fc[0][1])   # torch flattens (channel, position)
+    return dict(conv=[(W1, b1, k1), (W2, b2, k2)], fc=fc, pos=pos)
+
+def _conv_pool_relu(A, W, b, k):
+    "Folded conv (valid, channels last) -> max-pool 2 -> bias -> ReLU, for `A` (n, length, channels in)."
+    n, L, c = A.shape
+    L1, co = L - k + 1, W.shape[1]
+    Y = (sliding_window_view(A, k, axis=1).reshape(n * L1, c * k) @ W).reshape(n, L1, co)
+    Y = Y[:, :L1 // 2 * 2].reshape(n, L1 // 2, 2 * co)
+    Y = np.maximum(Y[..., :co], Y[..., co:])
+    Y += b
+    return np.maximum(Y, 0, out=Y)
+
+def lenet_logits(net, # `fold_lenet`'s weights
+                 X, # model input (n, length), float32
+                ):
+    "Logits (n, classes) of the folded `lenet_1d` on `X`, numpy only."
+    A = np.asarray(X, np.float32)[:, :, None]
+    for W, b, k in net['conv']: A = _conv_pool_relu(A, W, b, k)
+    n, L, c = A.shape; m = net['pos']
+    s, e = (np.arange(m) * L) // m, -(-(np.arange(1, m + 1) * L) // m)         # AdaptiveAvgPool1d's bins
+    C = np.concatenate([np.zeros((n, 1, c), np.float32), A.cumsum(1)], 1)
+    h = ((C[:, e] - C[:, s]) / (e - s)[:, None].astype(np.float32)).reshape(n, -1)
+    for i, (W, b) in enumerate(net['fc']):
+        h = h @ W + b
+        if i < len(net['fc']) - 1: np.maximum(h, 0, out=h)
+    return h
+
+def _torch_net(net):
+    "The folded weights as torch tensors, channels first (built once per `net`)."
+    import torch
+    if '_torch' not in net:
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
+        conv = [(t(W.T.reshape(W.shape[1], -1, k)), t(b)) for W, b, k in net['conv']]
+        c, m = len(net['conv'][-1][1]), net['pos']
+        W1, b1 = net['fc'][0]
+        fc = [(t(W1.reshape(m, c, -1).transpose(1, 0, 2).reshape(m * c, -1).T), t(b1))] + [(t(W.T), t(b)) for W, b in net['fc'][1:]]
+        net['_torch'] = conv, fc
+    return net['_torch']
+
+def lenet_logits_torch(net, # `fold_lenet`'s weights
+                       X, # model input (n, length), float32
+                      ):
+    "`lenet_logits` with torch's kernels (the same folded weights): faster on large batches, once torch is imported."
+    import torch, torch.nn.functional as F
+    conv, fc = _torch_net(net)
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(X, np.float32))[:, None]
+        for W, b in conv: x = F.relu(F.max_pool1d(F.conv1d(x, W, b), 2))
+        x = F.adaptive_avg_pool1d(x, net['pos']).flatten(1)
+        for i, (W, b) in enumerate(fc):
+            x = F.linear(x, W, b)
+            if i < len(fc) - 1: x = F.relu(x)
+        return x.numpy()
 
 # %% ../nbs/06_classify.ipynb #b44732b1
 def calibrate(clf, spectra, quantile=0.05):
@@ -182,50 +320,69 @@ def calibrate(clf, spectra, quantile=0.05):
 
 # %% ../nbs/06_classify.ipynb #ebf946d9
 _META = ['file', 'spectrum', 'x', 'y']
-BLOCK = 2048   # spectra preprocessed at once
 
+def _joined(cls, order, m):
+    "Per row, the first `m[i]` classes of `order[i]` joined by '|' (one string per distinct set, not per row)."
+    k = max(int(m.max(initial=0)), 1)
+    key = np.where(np.arange(k) < m[:, None], order[:, :k], -1)
+    uniq, inv = np.unique(key, axis=0, return_inverse=True)
+    return np.array(['|'.join(cls[u[u >= 0]]) for u in uniq], dtype=object)[inv.ravel()]
+
+@patch
 def _rows(self:Classifier, sp, alpha, top_k, units):
     "The result DataFrame of one chunk."
     n, k = len(sp), min(top_k, len(self.classes))
-    P, flags = np.full((n, len(self.classes)), np.nan, np.float32), np.empty(n, object)
-    for a in range(0, n, BLOCK):   # preprocessing makes float64 copies: a block at a time bounds memory
-        X, flags[a:a + BLOCK] = self.prepare(sp[a:a + BLOCK], units)
-        P[a + np.flatnonzero(flags[a:a + BLOCK] == '')] = self.probabilities(X)
+    P = np.full((n, len(self.classes)), np.nan, np.float32)
+    _, P_ok, flags = self.outputs(sp, units)
+    ok = flags == ''
+    P[ok] = P_ok
     cls = np.array(self.classes, dtype=object)
-    order = np.argsort(-np.nan_to_num(P, nan=-1), 1)[:, :k]
+    P0 = np.nan_to_num(P, nan=-1)
+    order = np.argsort(-P0, 1)
+    Ps = np.take_along_axis(P0, order, 1)
     df = sp.meta[[c for c in _META if c in sp.meta]].reset_index(drop=True)
-    pmax = np.nanmax(np.where(np.isnan(P), -1, P), 1)
+    pmax = Ps[:, 0]
     cal = self.calibration
     unknown = (pmax < cal['threshold']) if cal else np.zeros(n, bool)
-    unknown &= flags == ''
-    if cal: keep = P >= 1 - conformal_quantile(cal['scores'], alpha)
-    else:   # not calibrated: the most probable classes until their probabilities add up to 1 - alpha
-        P0 = np.nan_to_num(P); o = np.argsort(-P0, 1); Ps = np.take_along_axis(P0, o, 1)
-        keep = np.zeros_like(P, bool); np.put_along_axis(keep, o, (np.cumsum(Ps, 1) - Ps) < 1 - alpha, 1)
-    labelled = (flags == '') & ~unknown
+    unknown &= ok
+    # the prediction set: classes above 1 - q (calibrated), else the most probable until they add up to 1 - alpha;
+    # either way a prefix of `order`, so its size says which classes
+    if cal: m = (Ps >= 1 - conformal_quantile(cal['scores'], alpha)).sum(1)
+    else: m = ((np.cumsum(np.maximum(Ps, 0), 1) - np.maximum(Ps, 0)) < 1 - alpha).sum(1)
+    labelled = ok & ~unknown
     df['label'] = pd.array(np.where(labelled, cls[order[:, 0]], None), dtype='string')
     df['probability'] = np.where(labelled, pmax, np.nan)
     for j in range(k):
-        df[f'top{j + 1}'] = pd.array(np.where(flags == '', cls[order[:, j]], None), dtype='string')
-        df[f'p{j + 1}'] = np.where(flags == '', np.take_along_axis(P, order[:, j:j + 1], 1)[:, 0], np.nan).round(4)
+        df[f'top{j + 1}'] = pd.array(np.where(ok, cls[order[:, j]], None), dtype='string')
+        df[f'p{j + 1}'] = np.where(ok, Ps[:, j], np.nan).round(4)
     df['unknown'] = unknown
-    sets = ['|'.join(cls[np.flatnonzero(keep[i])][np.argsort(-P[i, keep[i]])]) for i in range(n)]
-    df['prediction_set'] = pd.array([s if f == '' else None for s, f in zip(sets, flags)], dtype='string')
-    if cal: flags = np.where(unknown, [f'not confidently any known class (p={p:.2f} < {cal["threshold"]:.2f})' for p in pmax], flags)
+    df['prediction_set'] = pd.array(np.where(ok, _joined(cls, order, m), None), dtype='string')
+    if cal and unknown.any():
+        flags = flags.copy()
+        flags[unknown] = [f'not confidently any known class (p={p:.2f} < {cal["threshold"]:.2f})' for p in pmax[unknown]]
     df['flag'] = flags
     return df
 
-def _predict_iter(self:Classifier, chunks, alpha=0.05, top_k=3, units=None):
-    "One result DataFrame per item of `chunks` (an iterable of `Spectra` or `(wavenumbers, intensities)`): the streaming path."
+@patch
+def predict_iter(self:Classifier, chunks, # an iterable of `Spectra` or `(wavenumbers, intensities)` (a generator over a file or a map)
+                 alpha=0.05, # conformal error rate of the prediction sets
+                 top_k=3, # how many ranked classes to report
+                 units=None, # units of all rows (see `prepare`)
+                ):
+    "One result DataFrame per item of `chunks`: the streaming path."
     for c in chunks: yield self._rows(as_spectra(c), alpha, top_k, units)
 
-def _predict(self:Classifier, spectra, alpha=0.05, top_k=3, units=None, chunk=8192):
-    "One row per spectrum of `spectra` (`Spectra` or `(wavenumbers, intensities)`): label, probability, top-k, unknown, prediction_set, flag."
+@patch
+def predict(self:Classifier, spectra, # a `Spectra` or a `(wavenumbers, intensities)` pair
+            alpha=0.05, # conformal error rate of the prediction sets
+            top_k=3, # how many ranked classes to report
+            units=None, # units of all rows (see `prepare`)
+            chunk=8192, # spectra per result DataFrame
+           ):
+    "One row per spectrum of `spectra`: label, probability, top-k, unknown, prediction_set, flag."
     sp = as_spectra(spectra)
     parts = self.predict_iter((sp[a:a + chunk] for a in range(0, max(len(sp), 1), chunk)), alpha, top_k, units)
     return pd.concat(list(parts), ignore_index=True)
-
-Classifier._rows, Classifier.predict_iter, Classifier.predict = _rows, _predict_iter, _predict
 
 # %% ../nbs/06_classify.ipynb #7ffc4ddd
 def fit_default(out, spectra=None, seed=0, epochs=None, calib_size=0.15, profile='gpu', model='lenet_1d', verbose=1):

@@ -9,13 +9,12 @@ __all__ = ['MIN_POINTS', 'STEPS', 'NORMS', 'GRID', 'OPEN_SPECY', 'DEFAULT', 'che
            'baseline', 'smooth', 'normalise', 'fillna', 'Pipeline', 'library_search', 'loso_search']
 
 # %% ../nbs/01_preprocess.ipynb #05504875
-import json, inspect, warnings
+import json, inspect, math, warnings
 
 import numpy as np
 import pandas as pd
-from scipy.signal import savgol_filter
 
-from .spectra import Spectra, resample_array, to_absorbance, guess_units, DEFAULT_GRID, unit_rows as _unit
+from .spectra import Spectra, Resampler, to_absorbance, guess_units, DEFAULT_GRID, unit_rows as _unit
 
 # %% ../nbs/01_preprocess.ipynb #ea70346a
 MIN_POINTS = 10  # fewer finite points than this is not a spectrum
@@ -85,13 +84,24 @@ def _by_span(X, fn, min_len=1):
 @_step
 def absorbance(wn, X, units='auto'):
     "Convert to absorbance with `data.to_absorbance`: `units` 'A', '%T', 'T', '%R', 'R', or 'auto' (per row, by `guess_units`)."
-    if units != 'auto': return wn, to_absorbance(X, units)
+    dt = np.float32 if X.dtype == np.float32 else np.float64
+    if units != 'auto': return wn, to_absorbance(X, units, dt)
     u = guess_units(X)
-    out = X.copy()
-    for k in set(u) - {'A'}: out[u == k] = to_absorbance(X[u == k], k)
+    out = np.array(X, dt)
+    for k in set(u) - {'A'}: out[u == k] = to_absorbance(X[u == k], k, dt)
     return wn, out
 
 # %% ../nbs/01_preprocess.ipynb #91fa0abe
+_RESAMPLERS = {}   # one `Resampler` per (input axis, grid): an instrument's files share an axis
+
+def _resampler(wn, grid):
+    "The cached `Resampler` from `wn` onto `grid`."
+    key = (wn.tobytes(), float(grid[0]), float(grid[-1]), len(grid))
+    if key not in _RESAMPLERS:
+        if len(_RESAMPLERS) >= 64: _RESAMPLERS.clear()
+        _RESAMPLERS[key] = Resampler(wn, grid)
+    return _RESAMPLERS[key]
+
 @_step
 def conform(wn, X, lo=650., hi=4000., res=4.):
     "Resample onto the grid `np.arange(lo, hi, res)` (or, with `res=None`, keep the native points in [lo, hi])."
@@ -99,7 +109,7 @@ def conform(wn, X, lo=650., hi=4000., res=4.):
         keep = (wn >= lo) & (wn <= hi)
         return wn[keep], X[:, keep]
     grid = np.arange(lo, hi, res, dtype=np.float64)
-    return grid, resample_array(wn, X, grid).astype(np.float64)
+    return grid, _resampler(wn, grid)(X)
 
 # %% ../nbs/01_preprocess.ipynb #bed3af08
 @_step
@@ -170,10 +180,40 @@ def baseline(wn, X, method='imodpoly', **kw):
     return wn, out
 
 # %% ../nbs/01_preprocess.ipynb #e15f3db1
+def _savgol_coeffs(window, polyorder, deriv):
+    "Savitzky-Golay weights `h` (scipy's `savgol_coeffs(..., use='dot')`): output[t] = sum_j h[j] x[t + j - window // 2]."
+    x = np.arange(window, dtype=np.float64) - window // 2
+    y = np.zeros(polyorder + 1); y[deriv] = math.factorial(deriv)
+    return np.linalg.lstsq(x[None] ** np.arange(polyorder + 1)[:, None], y, rcond=None)[0]
+
 def _savgol_edges(window, polyorder, deriv):
-    "scipy's own edge operators (mode 'interp'): the first and last `window // 2` outputs as matrices over the first and last `window` inputs."
-    E = savgol_filter(np.eye(window), window, polyorder, deriv=deriv, axis=1)
-    return E[:, :window // 2], E[:, window - window // 2:]
+    "scipy's edge operators (mode 'interp'): the first and last `window // 2` outputs as matrices over the first and last `window` inputs."
+    z, k = np.arange(window, dtype=np.float64), np.arange(polyorder + 1)
+    fit = np.linalg.pinv(z[:, None] ** k)   # polynomial coefficients from the window's values
+    d = np.array([math.factorial(i) / math.factorial(i - deriv) if i >= deriv else 0. for i in k])
+    E = (d * z[:, None] ** np.maximum(k - deriv, 0)) @ fit   # derivative of the fit at every position of the window
+    h = window // 2
+    return E[:h].T, E[window - h:].T
+
+def _correlate(X, h, block=64):
+    "Y[:, t] = sum_j h[j] X[:, t + j - len(h) // 2], zero outside the row: a banded matrix product, `block` columns at a time."
+    n, L = X.shape
+    w, p = len(h), len(h) // 2
+    Xp = np.zeros((n, L + w - 1), X.dtype); Xp[:, p:p + L] = X
+    T = np.zeros((block + w - 1, block), X.dtype)
+    for j in range(w): T[j + np.arange(block), np.arange(block)] = h[j]
+    Y = np.empty_like(X)
+    for a in range(0, L, block):
+        b = min(a + block, L)
+        Y[:, a:b] = Xp[:, a:b + w - 1] @ T[:b - a + w - 1, :b - a]
+    return Y
+
+def _savgol_rows(B, window, polyorder, deriv):
+    "Savitzky-Golay filter of every row of `B` (no NaN), scipy's mode 'interp': a convolution, the edges by polynomial fits."
+    h, (L, R) = window // 2, _savgol_edges(window, polyorder, deriv)
+    Y = _correlate(B, _savgol_coeffs(window, polyorder, deriv).astype(B.dtype))
+    Y[:, :h], Y[:, B.shape[1] - h:] = B[:, :window] @ L.astype(B.dtype), B[:, B.shape[1] - window:] @ R.astype(B.dtype)
+    return Y
 
 @_step
 def smooth(wn, X, window=11, polyorder=3, deriv=0, abs=False):
@@ -181,20 +221,24 @@ def smooth(wn, X, window=11, polyorder=3, deriv=0, abs=False):
     def f(B):
         w = min(window, B.shape[1] - (1 - B.shape[1] % 2))
         if w <= polyorder: return np.full_like(B, np.nan) if deriv else B
-        return savgol_filter(B, w, polyorder, deriv=deriv, axis=1)
+        return _savgol_rows(B, w, polyorder, deriv)
     first, last = _spans(X)
     cols = np.arange(X.shape[1])
     inside = (cols >= first[:, None]) & (cols < last[:, None])
     fast = (last - first >= window) & (np.isfinite(X) == inside).all(1)   # one unbroken span at least a window long
     out = np.full_like(X, np.nan)
     if (~fast).any(): out[~fast] = _by_span(X[~fast], f)                  # gaps, short spans: span by span
-    if fast.any():   # all rows at once: one filter pass (right wherever the window lies inside the span), then the edges
+    if fast.any():   # all rows at once: one convolution (right wherever the window lies inside the span), then the edges
         r, a, b = np.flatnonzero(fast), first[fast], last[fast]
-        Y = savgol_filter(np.where(inside[r], X[r], 0.), window, polyorder, deriv=deriv, axis=1, mode='constant')
-        L, R = _savgol_edges(window, polyorder, deriv)
+        Xr = X[r]
+        Y = _correlate(np.where(inside[r], Xr, 0), _savgol_coeffs(window, polyorder, deriv).astype(X.dtype))
+        L, R = (M.astype(X.dtype) for M in _savgol_edges(window, polyorder, deriv))
         h, k = window // 2, np.arange(len(r))[:, None]
-        Y[k, a[:, None] + np.arange(h)] = X[r[:, None], a[:, None] + np.arange(window)] @ L
-        Y[k, b[:, None] - h + np.arange(h)] = X[r[:, None], b[:, None] - window + np.arange(window)] @ R
+        if (a == 0).all() and (b == X.shape[1]).all():   # the common case: every row spans the grid
+            Y[:, :h], Y[:, X.shape[1] - h:] = Xr[:, :window] @ L, Xr[:, X.shape[1] - window:] @ R
+        else:
+            Y[k, a[:, None] + np.arange(h)] = Xr[k, a[:, None] + np.arange(window)] @ L
+            Y[k, b[:, None] - h + np.arange(h)] = Xr[k, b[:, None] - window + np.arange(window)] @ R
         out[r] = np.where(inside[r], Y, np.nan)
     return wn, np.abs(out) if abs else out
 
@@ -236,13 +280,19 @@ class Pipeline:
         "A `Pipeline` from `.config` or its JSON string."
         return cls(json.loads(cfg) if isinstance(cfg, str) else cfg)
 
+    def apply(self, wn, # ascending axis (cm-1)
+              X, # spectra on `wn`, one per row
+             ):
+        "(axis, float32 intensities) after every step: the arrays-only path, with no checks."
+        X = np.asarray(X, np.float32)
+        for s in self.steps:
+            wn, X = STEPS[s['step']](wn, X, **{k: v for k, v in s.items() if k != 'step'})
+        return wn, np.asarray(X, np.float32)
+
     def __call__(self, spectra):
         "The processed spectra (same `meta`), float32."
         if self.check: check_spectra(spectra)
-        wn, X = spectra.wavenumbers, spectra.X.astype(np.float64)
-        for s in self.steps:
-            wn, X = STEPS[s['step']](wn, X, **{k: v for k, v in s.items() if k != 'step'})
-        return spectra.with_X(X.astype(np.float32), wn)
+        return spectra.with_X(*self.apply(spectra.wavenumbers, spectra.X)[::-1])
 
     def __repr__(self):
         return 'Pipeline: ' + ' -> '.join(s['step'] + '(' + ', '.join(f'{k}={v}' for k, v in s.items() if k != 'step') + ')' for s in self.steps)
