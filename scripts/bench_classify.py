@@ -52,7 +52,7 @@ def timed(f):
 
 # ---- the stream, run in a fresh process: `python bench_classify.py --stream HDR ENGINE`
 def stream(hdr, engine, chunk=8192):
-    from mp_cnn.readers import _envi_header
+    from mp_cnn.formats import _envi_header
     from mp_cnn.classify import Classifier
     h = _envi_header(hdr)
     ns, nl, nb = (int(h[k]) for k in ('samples', 'lines', 'bands'))
