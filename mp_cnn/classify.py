@@ -17,7 +17,7 @@ from fastcore.basics import patch
 
 from .spectra import Spectra
 from .sources import SOURCES
-from .preprocess import Pipeline, STEPS, MIN_POINTS, _spans
+from .preprocess import Pipeline, STEPS, MIN_POINTS, finite_spans
 from .formats import looks_raman
 
 # %% auto #0
@@ -40,7 +40,7 @@ def attribution(sources):
 # %% ../nbs/06_classify.ipynb #b201a629
 def _row_ranges(wn, X):
     "Lowest and highest wavenumber at which each row of `X` is finite (NaN for an all-NaN row)."
-    first, last = _spans(X)
+    first, last = finite_spans(X)
     some = last > first
     return np.where(some, wn[first], np.nan), np.where(some, wn[np.maximum(last - 1, 0)], np.nan)
 

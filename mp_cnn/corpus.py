@@ -8,10 +8,8 @@ Docs: https://mp-cnn.github.io/mp_cnn/corpus.html.md"""
 __all__ = ['LABELLED', 'TWINS', 'NEAR_DUP_R', 'MIXED', 'save_spectra', 'load_spectra', 'load_corpus']
 
 # %% ../nbs/00e_corpus.ipynb #9769ffe4
-import os, json, hashlib, time, warnings, functools
-from dataclasses import dataclass, field
+import os, json, hashlib, time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd

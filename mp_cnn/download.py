@@ -10,10 +10,8 @@ __all__ = ['MPX_REPO', 'MPX_METADATA_BLOB', 'MPX_AXIS', 'make_file_registry', 'f
            'mpx_written', 'mpx_tables', 'rebuild_microplastix']
 
 # %% ../nbs/00c_download.ipynb #37d5f958
-import os, json, hashlib, time, warnings, functools
-from dataclasses import dataclass, field
+import os, json, hashlib, time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd

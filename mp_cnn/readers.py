@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .spectra import Spectra, concat, guess_units, UNITS
-from .formats import (ReadError, _spectra, _text_lines, read_asp, read_jcamp, read_spa, read_opus, read_spc,
+from .formats import (ReadError, file_spectra, text_lines, read_asp, read_jcamp, read_spa, read_opus, read_spc,
     read_openspecy_json, read_openspecy_rds, read_envi)
 
 # %% ../nbs/00b_readers.ipynb #38a48cc2
@@ -44,7 +44,7 @@ def _dialect(lines):
 def read_csv(path, # a delimited text file (`.csv`, `.txt`, `.tsv`)
             ):
     "Read a delimited text file of spectra, long or wide, with or without header, any usual separator and decimal mark."
-    lines = _text_lines(path)
+    lines = text_lines(path)
     if len(lines) < 2: raise ReadError(path, "it holds fewer than two lines")
     sep, dec = _dialect(lines[-min(20, len(lines) - 1):])
     if sep != ',' and dec == '.' and any(',' in l for l in lines): dec = ','   # a decimal comma may show in some rows only ('2915;1,2' among '400;0'); ',' also reads '.'
@@ -65,7 +65,7 @@ def read_csv(path, # a delimited text file (`.csv`, `.txt`, `.tsv`)
         X = [[num(r[j]) for j in cols] for r in body]
         meta = {head[j].strip('"'): [r[j].strip('"') for r in body] for j in other}
         xy = {k: pd.to_numeric(pd.Series(meta.pop(k)), errors='coerce').astype('Int64') for k in ('x', 'y') if k in meta}
-        sp = _spectra(path, wn, X, 'csv-wide', raman=any('raman' in str(v).lower() for v in meta.get('spectrum_type', [])), **meta)
+        sp = file_spectra(path, wn, X, 'csv-wide', raman=any('raman' in str(v).lower() for v in meta.get('spectrum_type', [])), **meta)
         for k, v in xy.items(): sp.meta[k] = v.to_numpy()
         return sp
     A = np.array([[num(t) for t in r] for r in body])
@@ -75,7 +75,7 @@ def read_csv(path, # a delimited text file (`.csv`, `.txt`, `.tsv`)
         if pat.search(axis):
             with np.errstate(divide='ignore'): x = k / x
             break
-    return _spectra(path, x, A[:, 1:].T, 'csv', spectrum=names)
+    return file_spectra(path, x, A[:, 1:].T, 'csv', spectrum=names)
 
 # %% ../nbs/00b_readers.ipynb #a34fe37f
 def _no_srs(path): raise ReadError(path, "OMNIC series (.srs) files are not read (we have no test file to check a reader against)",

@@ -10,14 +10,13 @@ __all__ = ['SOURCES', 'MIN_REAL', 'CLASS_MATERIAL', 'read_frond', 'read_kedziers
            'read_samoa_reference', 'read_samoa_field', 'Source', 'label_table', 'source_paths', 'load_source']
 
 # %% ../nbs/00d_sources.ipynb #ce0297df
-import os, json, hashlib, time, warnings, functools
-from dataclasses import dataclass, field
+import warnings, functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
-import pooch
 
 from .spectra import Spectra, guess_units, to_absorbance
 from .download import DataFileError, data_folder, fetch, fetch_all

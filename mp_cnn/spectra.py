@@ -9,14 +9,11 @@ __all__ = ['DEFAULT_GRID', 'UNITS', 'Spectra', 'concat', 'resample_array', 'Resa
            'guess_units']
 
 # %% ../nbs/00_spectra.ipynb #a675c1d9
-import os, json, hashlib, time, warnings, functools
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
+import warnings
 
 import numpy as np
 import pandas as pd
-import pooch
+from fastcore.basics import patch
 
 # %% ../nbs/00_spectra.ipynb #1ab23fef
 def _as_index(idx, n):
@@ -77,8 +74,6 @@ def concat(items, grid=None):
             raise ValueError("Spectra have different wavenumber axes: pass `grid=` to resample them onto one")
     return Spectra(wn, np.concatenate([o.X for o in items]), pd.concat([o.meta for o in items], ignore_index=True))
 
-Spectra.concat = staticmethod(concat)
-
 # %% ../nbs/00_spectra.ipynb #39ae6afd
 def _interp_weights(x, xq):
     "Left index, weight and out-of-range mask for linear interpolation of `xq` on ascending `x`."
@@ -117,13 +112,14 @@ def resample_array(wn, X, grid):
     R[:, (edges[:-1] < wn[0] - 1e-9) | (edges[1:] > wn[-1] + 1e-9)] = np.nan
     return R.astype(np.float32)
 
-def _resample(self:Spectra, grid):
+@patch
+def resample(self:Spectra,
+             grid, # ascending wavenumbers (cm-1) to resample onto
+            ) -> Spectra:
     "This `Spectra` on the axis `grid` (see `resample_array`)."
     grid = np.asarray(grid, np.float64)
     if len(grid) == len(self.wavenumbers) and np.allclose(grid, self.wavenumbers): return self
     return Spectra(grid, resample_array(self.wavenumbers, self.X, grid), self.meta.copy())
-
-Spectra.resample = _resample
 
 # %% ../nbs/00_spectra.ipynb #e111551c
 class Resampler:
@@ -228,7 +224,16 @@ def guess_units(X):
     return np.where(dips & t20 & (hi < 150), '%T', np.where(dips & t02 & (hi < 1.6), 'T', 'A'))
 
 # %% ../nbs/00_spectra.ipynb #ab232479
-def _plot(self:Spectra, n=5, by=None, ax=None, offset=0., normalise=False, alpha=0.8, lw=0.8, **kw):
+@patch
+def plot(self:Spectra,
+         n:int=5, # how many spectra (or groups) to draw
+         by:str=None, # a `meta` column: draw the median spectrum of each of its values instead
+         ax=None, # a matplotlib axis (default: a new figure)
+         offset:float=0., # vertical offset between consecutive curves
+         normalise:bool=False, # min-max scale each curve
+         alpha:float=0.8, lw:float=0.8, # line opacity and width
+         **kw # passed on to `ax.plot`
+        ):
     "Plot up to `n` spectra (or the median of each group in `meta[by]`) against wavenumber, high to low as spectroscopists read it."
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(8, 3.2))
@@ -249,5 +254,3 @@ def _plot(self:Spectra, n=5, by=None, ax=None, offset=0., normalise=False, alpha
     ax.set_xlabel('wavenumber (cm$^{-1}$)'); ax.set_ylabel('absorbance' + (' (min-max)' if normalise else ''))
     if len(rows) <= 20: ax.legend(fontsize=7, ncol=2, frameon=False)
     return ax
-
-Spectra.plot = _plot
