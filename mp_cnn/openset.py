@@ -12,13 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from fastcore.basics import patch
 from safetensors.numpy import save_file, load_file
 
 from .spectra import Spectra, DEFAULT_GRID
 from .sources import SOURCES
-from .augment import atmosphere_bands
 
 # %% auto #0
 __all__ = ['SHARE_ALIKE', 'SCORES', 'BLANK_KINDS', 'DEFAULT_RULE', 'unit_rows', 'Library', 'build_library', 'load_library',
@@ -117,6 +115,7 @@ def logits_features(model, # a chapter-3 model
                     X, # (n, grid) model input
                     bs=2048):
     "(logits, penultimate features) of `model` on `X` as float32 numpy arrays; features are the last linear layer's input."
+    import torch   # here, not at the top: the classifier's numpy path uses this chapter without torch
     last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
     feats, outs = [], []
     h = last.register_forward_pre_hook(lambda m, inp: feats.append(inp[0].detach().clone()))
@@ -174,8 +173,8 @@ def open_set_scores(stats, # from `fit_feature_stats`
                     only=SCORES, # the scores to compute (the library match is always made: it is the evidence)
                     k=5):
     "DataFrame of the scores in `only` (higher = more like the training classes) with `pred` and the best reference's index."
-    from scipy.special import logsumexp, softmax
     pred, need = logits.argmax(1), set(only)
+    if need & {'softmax', 'energy'}: from scipy.special import logsumexp, softmax   # only where needed: the classifier starts fast
     best, r, per = lib.match(X)
     out = dict(pred=pred, softmax=softmax(logits, 1).max(1) if 'softmax' in need else None, energy=logsumexp(logits, 1) if 'energy' in need else None)
     if 'mahalanobis' in need:
@@ -205,6 +204,7 @@ BLANK_KINDS = ('noise', 'baseline', 'water vapour', 'CO2', 'vapour + CO2 + basel
 def blank_spectra(n=50, # how many (cycling through `BLANK_KINDS`)
                   seed=0, wavenumbers=DEFAULT_GRID):
     "`Spectra` of `n` sample-free scans in absorbance: noise, baseline, water-vapour and CO2 lines, no polymer band."
+    from mp_cnn.augment import atmosphere_bands   # imports torch: only where blanks are made
     g, wn = np.random.default_rng(seed), np.asarray(wavenumbers, np.float64)
     co2, h2o = atmosphere_bands(wn)
     t = (wn - wn.mean()) / np.ptp(wn)
