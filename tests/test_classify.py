@@ -187,6 +187,12 @@ def test_shipped_rule_fits_the_weights(clf, shared):
     fit, cal = split_groups(load_corpus(), clf.calibration['calib_size'], clf.calibration['seed'])
     assert (rule.info['n_fit'], rule.info['n_cal']) == (len(fit), len(cal)) and rule.library.meta['n'].sum() == len(fit)
     assert len(cal) == clf.calibration['n']
+    from mp_cnn.openset import unit_rows
+    X, flags = clf.prepare(fit, units='A')                                 # the corpus is stored in absorbance
+    m, lib = fit.meta.reset_index(drop=True), rule.library
+    key = (m.dataset + '|' + m.sample_id.astype(str)).to_numpy()
+    r = [(unit_rows(X[key == d + '|' + s]) @ u).max() for (d, s), u in zip(lib.meta[['dataset', 'sample_id']].to_numpy(), lib.U)]
+    assert (flags == '').all() and min(r) > 0.999                          # each reference is the current pipeline's input of a fit spectrum
 
 def test_readme_open_set_headline():
     "The README's open-set headline is the one chapter 6 formats from results/open_set.csv."
