@@ -308,7 +308,8 @@ def __call__(self:OpenSetRule, X, # (n, grid) model input
     bad = {n: S[n].to_numpy() < t for n, t in self.thr.items()}
     unknown = np.any(list(bad.values()), 0) if len(X) else np.zeros(0, bool)
     pred = np.array(self.classes, dtype=object)[S.pred.to_numpy()] if len(X) else np.array([], object)
-    why = ['; '.join(_WHY[n](S[n].iat[i], t, pred[i]) for n, t in self.thr.items() if bad[n][i]) for i in range(len(X))]
+    v, why = {n: S[n].to_numpy() for n in self.thr}, [''] * len(X)
+    for i in np.flatnonzero(unknown): why[i] = '; '.join(_WHY[n](v[n][i], t, pred[i]) for n, t in self.thr.items() if bad[n][i])   # words for the flagged only
     m = self.library.meta.iloc[S.ref_index.to_numpy()]
     ev = pd.DataFrame(dict(ref_label=m['label'].to_numpy(), ref_source=m['dataset'].to_numpy(), ref_id=m['sample_id'].to_numpy(),
                            ref_licence=m['licence'].to_numpy(), hqi=S.hqi_best.round(4).to_numpy(), hqi_label=S.hqi_pred.round(4).to_numpy(),
