@@ -19,11 +19,13 @@ from .spectra import Spectra
 from .sources import SOURCES
 from .preprocess import Pipeline, STEPS, MIN_POINTS, finite_spans
 from .formats import looks_raman
+from .openset import OpenSetRule, plot_match
 
 # %% auto #0
-__all__ = ['MIN_COVERAGE', 'BLOCK', 'EXIT_CODES', 'pretrained_dir', 'attribution', 'input_flags', 'as_spectra',
+__all__ = ['MIN_COVERAGE', 'BLOCK', 'EVIDENCE', 'EXIT_CODES', 'pretrained_dir', 'attribution', 'input_flags', 'as_spectra',
            'conformal_quantile', 'Classifier', 'fold_lenet', 'lenet_logits', 'lenet_logits_torch', 'calibrate',
-           'fit_default', 'polymer_map', 'classify_files', 'classify_cli', 'open_set_report']
+           'fit_default', 'polymer_map', 'match_plots', 'classify_files', 'classify_cli', 'open_set_headline',
+           'open_set_report']
 
 # %% ../nbs/06_classify.ipynb #1243b09f
 MIN_COVERAGE = 0.5   # a spectrum must cover at least half of the model's wavenumber grid
@@ -114,14 +116,18 @@ def _grid(config):
     return g['lo'] + g['step'] * np.arange(g['n']) if isinstance(g, dict) else np.asarray(g, dtype=np.float64)
 
 class Classifier:
-    "A trained CNN with its preprocessing, classes, grid and (optional) calibration, that labels spectra."
+    "A trained CNN with its preprocessing, classes, grid, (optional) calibration and (optional) open-set rule with its reference library, that labels spectra."
     def __init__(self, model, # the torch model, or None when `weights` are given (then built only if needed)
                  config, # the checkpoint's config dict
                  calibration=None, # `calibrate`'s dict
                  weights=None, # the checkpoint's tensors as numpy arrays (default: `model`'s)
+                 rule:OpenSetRule=None, # chapter 5a's open-set rule and reference library fitted for this model
                 ):
         self._model, self.config, self.calibration = model.eval() if model is not None else None, config, calibration
         self.classes, self.grid = list(config['classes']), _grid(config)
+        if rule is not None and (rule.classes != self.classes or len(rule.library.grid) != len(self.grid) or not np.allclose(rule.library.grid, self.grid)):
+            raise ValueError(f"the open-set rule was fitted for other classes or another grid than the model's: rebuild it with `fit_open_set`")
+        self.rule = rule
         steps = list(config['preprocess'])
         self._units_step = steps[0] if steps and steps[0]['step'] == 'absorbance' else None
         self.pipe = Pipeline(steps[1:] if self._units_step else steps, check=False)
@@ -143,18 +149,20 @@ class Classifier:
 
     @classmethod
     def load(cls, path=None):
-        "The shipped model (`path` None) or any chapter-4 checkpoint folder; `calibration.json` is read when present."
+        "The shipped model (`path` None) or any chapter-4 checkpoint folder; `calibration.json` and the open-set rule (`openset.json`, chapter 5a) are read when present."
         from safetensors.numpy import load_file
         path = Path(path) if path else pretrained_dir()
         if not (path/'config.json').exists(): raise FileNotFoundError(f"no checkpoint in {path}: expected config.json and model.safetensors")
         config = json.loads((path/'config.json').read_text())
         cal = path/'calibration.json'
-        return cls(None, config, json.loads(cal.read_text()) if cal.exists() else None, load_file(str(path/'model.safetensors')))
+        rule = OpenSetRule.load(path) if (path/'openset.json').exists() else None
+        return cls(None, config, json.loads(cal.read_text()) if cal.exists() else None, load_file(str(path/'model.safetensors')), rule)
 
     def __repr__(self):
         m = self.config['model']
         return f"Classifier: {m['name']} (width {m.get('width')}), {len(self.classes)} classes, grid {self.grid[0]:g}-{self.grid[-1]:g} cm-1" + \
-               (", calibrated" if self.calibration else ", not calibrated")
+               (", calibrated" if self.calibration else ", not calibrated") + \
+               (f", open-set rule {self.rule.method} over {len(self.rule.library)} references" if self.rule else "")
 
 # %% ../nbs/06_classify.ipynb #60bd43c6
 def _to_absorbance(self:Classifier, spectra):
@@ -320,6 +328,19 @@ def calibrate(clf, spectra, quantile=0.05):
 
 # %% ../nbs/06_classify.ipynb #ebf946d9
 _META = ['file', 'spectrum', 'x', 'y']
+EVIDENCE = ['ref_label', 'ref_source', 'ref_id', 'ref_licence', 'hqi', 'hqi_label']   # the columns the open-set rule adds
+_NO_FEATURES = {'softmax', 'hqi_pred', 'hqi_class', 'hqi_best'}   # rule scores computed from the input and the probabilities alone
+
+@patch
+def open_set(self:Classifier, X, # model input of classifiable rows (`outputs`)
+             P, # their probabilities
+            ):
+    "(unknown, reasons, evidence) from the checkpoint's open-set rule; torch is needed only for a rule on the network's features."
+    if set(self.rule.thr) <= _NO_FEATURES: L, F = np.log(np.maximum(P, 1e-30)), None   # log P: the logits' argmax and softmax
+    else:
+        from mp_cnn.openset import logits_features   # Mahalanobis, kNN, energy, OpenMax: the torch model's logits and features
+        L, F = logits_features(self.model, X)
+    return self.rule(X, L, F)
 
 def _joined(cls, order, m):
     "Per row, the first `m[i]` classes of `order[i]` joined by '|' (one string per distinct set, not per row)."
@@ -333,7 +354,7 @@ def _rows(self:Classifier, sp, alpha, top_k, units):
     "The result DataFrame of one chunk."
     n, k = len(sp), min(top_k, len(self.classes))
     P = np.full((n, len(self.classes)), np.nan, np.float32)
-    _, P_ok, flags = self.outputs(sp, units)
+    X, P_ok, flags = self.outputs(sp, units)
     ok = flags == ''
     P[ok] = P_ok
     cls = np.array(self.classes, dtype=object)
@@ -343,8 +364,10 @@ def _rows(self:Classifier, sp, alpha, top_k, units):
     df = sp.meta[[c for c in _META if c in sp.meta]].reset_index(drop=True)
     pmax = Ps[:, 0]
     cal = self.calibration
-    unknown = (pmax < cal['threshold']) if cal else np.zeros(n, bool)
-    unknown &= ok
+    if self.rule is not None:   # the checkpoint's open-set rule decides, with its evidence
+        u, why, ev = self.open_set(X, P_ok)
+        unknown = np.zeros(n, bool); unknown[ok] = u
+    else: unknown = ((pmax < cal['threshold']) if cal else np.zeros(n, bool)) & ok
     # the prediction set: classes above 1 - q (calibrated), else the most probable until they add up to 1 - alpha;
     # either way a prefix of `order`, so its size says which classes
     if cal: m = (Ps >= 1 - conformal_quantile(cal['scores'], alpha)).sum(1)
@@ -357,8 +380,14 @@ def _rows(self:Classifier, sp, alpha, top_k, units):
         df[f'p{j + 1}'] = np.where(ok, Ps[:, j], np.nan).round(4)
     df['unknown'] = unknown
     df['prediction_set'] = pd.array(np.where(ok, _joined(cls, order, m), None), dtype='string')
-    if cal and unknown.any():
-        flags = flags.copy()
+    flags = flags.copy()
+    if self.rule is not None:
+        flags[unknown] = np.array(why, dtype=object)[u]
+        for c in EVIDENCE:
+            v, num = ev[c].to_numpy(), ev[c].dtype.kind == 'f'
+            col = np.full(n, np.nan if num else None, np.float64 if num else object); col[ok] = v.astype(np.float64).round(4) if num else v
+            df[c] = col if num else pd.array(col, dtype='string')
+    elif cal and unknown.any():
         flags[unknown] = [f'not confidently any known class (p={p:.2f} < {cal["threshold"]:.2f})' for p in pmax[unknown]]
     df['flag'] = flags
     return df
@@ -379,27 +408,37 @@ def predict(self:Classifier, spectra, # a `Spectra` or a `(wavenumbers, intensit
             units=None, # units of all rows (see `prepare`)
             chunk=8192, # spectra per result DataFrame
            ):
-    "One row per spectrum of `spectra`: label, probability, top-k, unknown, prediction_set, flag."
+    "One row per spectrum of `spectra`: label, probability, top-k, unknown, prediction_set, flag (and `EVIDENCE` with an open-set rule)."
     sp = as_spectra(spectra)
     parts = self.predict_iter((sp[a:a + chunk] for a in range(0, max(len(sp), 1), chunk)), alpha, top_k, units)
     return pd.concat(list(parts), ignore_index=True)
 
 # %% ../nbs/06_classify.ipynb #7ffc4ddd
-def fit_default(out, spectra=None, seed=0, epochs=None, calib_size=0.15, profile='gpu', model='lenet_1d', verbose=1):
-    "Train `model` on `spectra` (default: the corpus) minus calibration groups, calibrate, and write it all to `out`; the `Classifier`."
+def fit_default(out, # the checkpoint folder to write
+                spectra=None, # labelled spectra (default: the corpus)
+                seed=0, epochs=None, # seed of the split and the training; epochs (default: the profile's)
+                calib_size=0.15, # share of physical groups kept out of training for calibration
+                profile='gpu', model='lenet_1d', verbose=1,
+                open_set=True, # also fit chapter 5a's open-set rule and reference library (`fit_open_set`) on the same split
+               ):
+    "Train `model` on `spectra` minus calibration groups, calibrate, fit the open-set rule, and write it all to `out`; the `Classifier`."
     from mp_cnn.train import fit_corpus
     from mp_cnn.augment import split_groups
     from mp_cnn.corpus import load_corpus
+    from mp_cnn.openset import fit_open_set
+    out = Path(out)
+    for f in ('library.safetensors', 'library.json', 'openset.safetensors', 'openset.json'): (out/f).unlink(missing_ok=True)   # a stale rule
     sp = load_corpus() if spectra is None else spectra
     fit, cal = split_groups(sp, calib_size, seed)
     fit_corpus(model, profile, out, epochs, seed, spectra=fit, verbose=verbose)
-    out = Path(out)
-    c = calibrate(Classifier.load(out), cal)
+    clf = Classifier.load(out)
+    c = calibrate(clf, cal)
     c.update(seed=seed, calib_size=calib_size, n_calib_groups=int(cal.meta['group'].nunique()))
     (out/'calibration.json').write_text(json.dumps(c))
     config = json.loads((out/'config.json').read_text())
     config['attribution'] = attribution(sp.meta['dataset'].unique())
     (out/'config.json').write_text(json.dumps(config, indent=1))
+    if open_set: fit_open_set(clf.model, clf.classes, fit, cal, out, pipeline=config['preprocess'])   # library from `fit`, thresholds from `cal`
     return Classifier.load(out)
 
 # %% ../nbs/06_classify.ipynb #8d353071
@@ -426,6 +465,31 @@ def polymer_map(df, path, title=None):
     fig.savefig(path, bbox_inches='tight'); plt.close(fig)
     return path
 
+def match_plots(spectra, # the `Spectra` read, one per file (`classify_files`' second value)
+                clf, # the `Classifier` that labelled them (it must have an open-set rule: the plots show its library)
+                folder, # where to write the PNGs
+                max_plots=200, # stop after this many
+               ):
+    "Write one small PNG per classifiable spectrum (query over its best reference, chapter 5a's `plot_match`), named `<file>_<index in the file>.png`; their paths."
+    if clf.rule is None: raise ValueError("this checkpoint has no reference library (openset.json): nothing to plot against")
+    import matplotlib; matplotlib.use('Agg')
+    folder, paths = Path(folder), []
+    folder.mkdir(parents=True, exist_ok=True)
+    for s in spectra:
+        if len(paths) >= max_plots: break
+        s = s[:max_plots - len(paths)]                     # the first spectra of a big file or map, as many as the budget allows
+        r, (X, flags) = clf.predict(s), clf.prepare(s)
+        ev = clf.rule.library.evidence(X)
+        f = str(s.meta['file'].iloc[0]) if 'file' in s.meta else 'spectra'
+        for j, i in enumerate(np.flatnonzero(flags == '')):
+            png = folder/f"{re.sub('[^A-Za-z0-9]+', '_', Path(f).name)}_{i}.png"
+            k = 2
+            while png in paths: png = png.with_name(f"{png.stem}_{k}.png"); k += 1   # two files of one name
+            what = r.label[i] if pd.notna(r.label[i]) else f"unknown: {r.flag[i]}"
+            plot_match(clf.rule.library, X[j], int(ev.ref_index[j]), title=f"{Path(f).name} #{i}: {what}", path=png)
+            paths.append(png)
+    return paths
+
 # %% ../nbs/06_classify.ipynb #810e0a93
 def classify_files(paths, # files, folders, zips or globs
                    clf=None, # a `Classifier` (default: the shipped model)
@@ -448,7 +512,8 @@ def classify_files(paths, # files, folders, zips or globs
     err = pd.DataFrame({'file': [Path(e['file']).name for e in errs], 'flag': ['unreadable: ' + e['error'] for e in errs]})
     df = pd.concat([r for r in rows + [err] if len(r)], ignore_index=True) if len(rows) + len(err) else pd.DataFrame()
     k = min(top_k, len(clf.classes))   # the same columns whatever was read
-    cols = _META + ['label', 'probability'] + [f'{a}{j + 1}' for j in range(k) for a in ('top', 'p')] + ['unknown', 'prediction_set', 'flag']
+    cols = _META + ['label', 'probability'] + [f'{a}{j + 1}' for j in range(k) for a in ('top', 'p')] + ['unknown', 'prediction_set', 'flag'] + \
+           (EVIDENCE if clf.rule is not None else [])
     return df.reindex(columns=list(dict.fromkeys(cols + list(df.columns)))), spectra
 
 EXIT_CODES = {0: 'every file read and at least one spectrum classified (rows flagged as not classifiable, e.g. Raman or an interferogram, are results)',
@@ -465,6 +530,9 @@ def classify_cli(argv=None):
     p.add_argument('--model', help='a checkpoint folder (default: the shipped model)')
     p.add_argument('--top-k', type=int, default=3); p.add_argument('--alpha', type=float, default=0.05)
     p.add_argument('--timeout', type=float, default=60., help='seconds one file may take to read (default 60)')
+    p.add_argument('--plots', metavar='DIR', help="write one PNG per classifiable spectrum into DIR: the spectrum over its best "
+                   "reference with its Pearson r, named <file>_<spectrum index>.png (off by default)")
+    p.add_argument('--max-plots', type=int, default=200, help='at most this many PNGs with --plots, the first spectra in file order (default 200)')
     a = p.parse_args(argv)
     try: clf = Classifier.load(a.model)
     except (OSError, ValueError, KeyError) as e: print(f"mp-cnn classify: error: cannot load the model: {e}", file=sys.stderr); return 2
@@ -473,6 +541,9 @@ def classify_cli(argv=None):
         print(f"mp-cnn classify: internal error ({type(e).__name__}: {e}); please report it with the file that caused it", file=sys.stderr); return 1
     try: df.to_csv(a.output or sys.stdout, index=False)
     except OSError as e: print(f"mp-cnn classify: error: cannot write {a.output}: {e}", file=sys.stderr); return 2
+    if a.plots:
+        try: print(f"{len(match_plots(spectra, clf, a.plots, a.max_plots))} match plots in {a.plots}", file=sys.stderr)
+        except (OSError, ValueError) as e: print(f"mp-cnn classify: plots not written: {e}", file=sys.stderr)
     out = Path(a.output) if a.output else Path('.')/'mp_cnn'
     for s in spectra:
         if 'x' in s.meta and s.meta['x'].notna().all() and len(s) > 1:
@@ -492,6 +563,22 @@ def classify_cli(argv=None):
     for why, k in df.loc[none & df['flag'].astype(str).ne(''), 'flag'].astype(str).str.split(':').str[0].value_counts().head(8).items():
         print(f"  {k} x {why}", file=sys.stderr)
     return 1 if not n_ok else 3 if n_err else 0
+
+# %% ../nbs/06_classify.ipynb #86f1b567
+def open_set_headline(df:pd.DataFrame, # results/open_set.csv
+                      method='hqi_pred', # the shipped rule's method
+                     ):
+    "The README's sentence on accuracy with unknowns, from the leave-classes-out rows of `df`."
+    r = df[(df.protocol == 'leave_classes_out') & (df.method == method)]
+    s = df[(df.protocol == 'leave_classes_out') & (df.method == 'softmax')]
+    sh = df[(df.fold == 'shipped') & (df.method == method)].set_index('protocol')
+    return (f"Leaving each of {len(r)} classes out in turn, the open-set rule `{method}` scores {r.accuracy_with_unknowns.mean():.3f} "
+            f"accuracy with unknowns (an unknown is right only when flagged) beside {r.known_accuracy.mean():.3f} on the known classes "
+            f"(it flags {r.unknown_rejection.mean():.0%} of the unseen-class spectra and accepts {r.known_acceptance.mean():.0%} of the known; "
+            f"max-softmax: {s.accuracy_with_unknowns.mean():.3f}, {s.unknown_rejection.mean():.0%}); these are means over cpu-profile folds "
+            f"(lenet_1d, width 0.25, {int(r.epochs.iloc[0])} epochs, seed {int(r.seed.iloc[0])}, commit {r.commit.iloc[0][:7]}; `results/open_set.csv`), "
+            f"not the shipped model, which flags {sh.loc['foreign_files', 'unknown_rejection']:.0%} of the {int(sh.loc['foreign_files', 'n_unknown'])} "
+            f"readable foreign files and {sh.loc['blanks', 'unknown_rejection']:.0%} of {int(sh.loc['blanks', 'n_unknown'])} synthetic blanks.")
 
 # %% ../nbs/06_classify.ipynb #3b27ae66
 def _in_set(sets, labels):

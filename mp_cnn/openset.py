@@ -12,13 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from fastcore.basics import patch
 from safetensors.numpy import save_file, load_file
 
 from .spectra import Spectra, DEFAULT_GRID
 from .sources import SOURCES
-from .augment import atmosphere_bands
 
 # %% auto #0
 __all__ = ['SHARE_ALIKE', 'SCORES', 'BLANK_KINDS', 'DEFAULT_RULE', 'unit_rows', 'Library', 'build_library', 'load_library',
@@ -117,6 +115,7 @@ def logits_features(model, # a chapter-3 model
                     X, # (n, grid) model input
                     bs=2048):
     "(logits, penultimate features) of `model` on `X` as float32 numpy arrays; features are the last linear layer's input."
+    import torch   # here, not at the top: the classifier's numpy path uses this chapter without torch
     last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
     feats, outs = [], []
     h = last.register_forward_pre_hook(lambda m, inp: feats.append(inp[0].detach().clone()))
@@ -174,8 +173,8 @@ def open_set_scores(stats, # from `fit_feature_stats`
                     only=SCORES, # the scores to compute (the library match is always made: it is the evidence)
                     k=5):
     "DataFrame of the scores in `only` (higher = more like the training classes) with `pred` and the best reference's index."
-    from scipy.special import logsumexp, softmax
     pred, need = logits.argmax(1), set(only)
+    if need & {'softmax', 'energy'}: from scipy.special import logsumexp, softmax   # only where needed: the classifier starts fast
     best, r, per = lib.match(X)
     out = dict(pred=pred, softmax=softmax(logits, 1).max(1) if 'softmax' in need else None, energy=logsumexp(logits, 1) if 'energy' in need else None)
     if 'mahalanobis' in need:
@@ -205,6 +204,7 @@ BLANK_KINDS = ('noise', 'baseline', 'water vapour', 'CO2', 'vapour + CO2 + basel
 def blank_spectra(n=50, # how many (cycling through `BLANK_KINDS`)
                   seed=0, wavenumbers=DEFAULT_GRID):
     "`Spectra` of `n` sample-free scans in absorbance: noise, baseline, water-vapour and CO2 lines, no polymer band."
+    from mp_cnn.augment import atmosphere_bands   # imports torch: only where blanks are made
     g, wn = np.random.default_rng(seed), np.asarray(wavenumbers, np.float64)
     co2, h2o = atmosphere_bands(wn)
     t = (wn - wn.mean()) / np.ptp(wn)
@@ -308,7 +308,8 @@ def __call__(self:OpenSetRule, X, # (n, grid) model input
     bad = {n: S[n].to_numpy() < t for n, t in self.thr.items()}
     unknown = np.any(list(bad.values()), 0) if len(X) else np.zeros(0, bool)
     pred = np.array(self.classes, dtype=object)[S.pred.to_numpy()] if len(X) else np.array([], object)
-    why = ['; '.join(_WHY[n](S[n].iat[i], t, pred[i]) for n, t in self.thr.items() if bad[n][i]) for i in range(len(X))]
+    v, why = {n: S[n].to_numpy() for n in self.thr}, [''] * len(X)
+    for i in np.flatnonzero(unknown): why[i] = '; '.join(_WHY[n](v[n][i], t, pred[i]) for n, t in self.thr.items() if bad[n][i])   # words for the flagged only
     m = self.library.meta.iloc[S.ref_index.to_numpy()]
     ev = pd.DataFrame(dict(ref_label=m['label'].to_numpy(), ref_source=m['dataset'].to_numpy(), ref_id=m['sample_id'].to_numpy(),
                            ref_licence=m['licence'].to_numpy(), hqi=S.hqi_best.round(4).to_numpy(), hqi_label=S.hqi_pred.round(4).to_numpy(),

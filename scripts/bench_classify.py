@@ -2,7 +2,9 @@
 
 Writes results/speed_end_to_end.csv (one row per measurement, each with hardware, commit, seed and the machine's load):
 - `grid`: raw spectra on a 1, 2, 4 or 8 cm-1 axis (450-4000 cm-1), absorbance and %T, units guessed per spectrum;
-  the shipped classifier end to end (`Classifier.predict`: checks, units, preprocessing, network, result table) and
+  the shipped classifier end to end (`Classifier.predict`: checks, units, preprocessing, network, open-set rule with its
+  evidence columns, result table), the same without its rule (`cnn_no_evidence_per_s`, `x_search_no_evidence`,
+  `evidence_us` = the rule's cost per spectrum) and
   library search end to end (`Pipeline(OPEN_SPECY)` then `library_search` over the whole corpus, float32 products),
   timed alternately on the same queries. Library search gets its best: each time, the faster of BLAS on all threads and
   BLAS on one (on a loaded machine a multi-threaded BLAS can lose), and the fastest of the repeats; the CNN its median.
@@ -130,6 +132,7 @@ def main():
     lib_pipe = Pipeline(OPEN_SPECY, check=False)
     L, labels = lib_pipe(corpus).X, corpus.labels.astype(str).to_numpy()   # the library is prepared once, as in practice
     clf = Classifier.load()
+    rule = clf.rule   # the shipped open-set rule: its match against the reference library and the evidence columns are timed with the CNN
     base = dict(hardware=hardware(), commit=commit(), seed=a.seed, n_library=len(L))
     old = pd.read_csv(a.out) if Path(a.out).exists() else pd.DataFrame({'part': []})
     rows = old[old.part.isin(a.skip)].to_dict('records')   # the rows of the parts skipped this time are kept
@@ -144,16 +147,21 @@ def main():
         for step in (1., 2., 4., 8.):
             for units in ('A', '%T'):
                 wn, X = queries(corpus, a.n, step, units, a.seed)
-                cnn, ls, l0 = [], [], load()
-                for _ in range(a.reps):   # alternately: a drift in the machine's speed hits both
+                cnn, bare, ls, l0 = [], [], [], load()
+                for _ in range(a.reps):   # alternately: a drift in the machine's speed hits all three
                     cnn.append(timed(lambda: clf.predict((wn, X)))[0])
+                    if rule is not None:  # the same classifier without its open-set rule: max-softmax, no evidence columns
+                        clf.rule = None; bare.append(timed(lambda: clf.predict((wn, X)))[0]); clf.rule = rule
                     t_all = timed(lambda: search(wn, X))[0]
                     with threadpool_limits(1, 'blas'): t_one = timed(lambda: search(wn, X))[0]
                     ls.append(min(t_all, t_one))
                 c, s = np.median(cnn), min(ls)
+                b = np.median(bare) if bare else np.nan
                 add(part='grid', step_cm1=step, units=units, points=len(wn), n=a.n, engine=clf._engine(),
                     cnn_per_s=round(a.n / c), search_per_s=round(a.n / s), x_search=round(float(s / c), 2),
-                    load=f'{l0} -> {load()}')
+                    evidence=rule is not None, cnn_no_evidence_per_s=round(a.n / b) if bare else np.nan,
+                    x_search_no_evidence=round(float(s / b), 2) if bare else np.nan,
+                    evidence_us=round(1e6 * (c - b) / a.n, 1) if bare else np.nan, load=f'{l0} -> {load()}')
     if 'engine' not in a.skip:
         wn, X = queries(corpus, a.n, 1., '%T', a.seed)
         t, l0 = {'numpy': [], 'torch': []}, load()

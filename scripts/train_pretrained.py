@@ -4,15 +4,12 @@
 
 lenet_1d, `gpu` profile (full width, 1,000 spectra per class, four augmented views, up to 40 epochs: the setting that scored
 best leaving one source out in results/gpu.csv; small enough to train on a CPU), seed 0, trained on the corpus minus 15% of
-its physical groups, which calibrate the rejection threshold and the conformal scores (see nbs/06_classify.ipynb). The open-set
-rule and its reference library (nbs/05a_openset.ipynb) are then built for the new model from the same two parts.
+its physical groups, which calibrate the rejection threshold and the conformal scores (see nbs/06_classify.ipynb). `fit_default`
+then builds the open-set rule and its reference library (nbs/05a_openset.ipynb) for the new model from the same two parts.
 """
 import argparse, shutil
 from pathlib import Path
 from mp_cnn.classify import fit_default, pretrained_dir
-from mp_cnn.openset import fit_open_set
-from mp_cnn.augment import split_groups
-from mp_cnn.corpus import load_corpus
 
 p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
 p.add_argument('--out', default=str(pretrained_dir())); p.add_argument('--seed', type=int, default=0)
@@ -24,8 +21,7 @@ for f in ('model.safetensors', 'config.json', 'calibration.json', 'metrics.csv',
           'openset.safetensors', 'openset.json'):
     (out/f).unlink(missing_ok=True)
 clf = fit_default(out, seed=a.seed, epochs=a.epochs, calib_size=a.calib_size, profile=a.profile, model=a.model)
-for f in ('metrics.csv', 'resume.pt'): (out/f).unlink(missing_ok=True)   # ship only the model, its config and calibration
-fit, cal = split_groups(load_corpus(), a.calib_size, a.seed)             # fit_default's split: the rule never sees the calibration part in training
-print(fit_open_set(clf.model, clf.classes, fit, cal, out))
+for f in ('metrics.csv', 'resume.pt'): (out/f).unlink(missing_ok=True)   # ship the model, its config, calibration, rule and library
+print(clf.rule)
 print(clf, '| calibration:', {k: clf.calibration[k] for k in ('n', 'accuracy', 'threshold')}, '| valid:', clf.config['metrics'])
 print('wrote', sorted(p.name for p in out.iterdir()))

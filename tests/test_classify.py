@@ -124,3 +124,79 @@ def test_conformal_coverage(clf):
         q = conformal_quantile(s, alpha)
         assert abs((s <= q).mean() - (1 - alpha)) < 0.01
     assert conformal_quantile([0.1, 0.2], 0.05) == np.inf
+
+# ---- the open-set rule and its evidence (issue 11)
+FLAG = r'^no (\S+) reference closer than r=(0\.\d\d) \(best (-?0\.\d\d)\)$'
+
+def test_cli_rule_flags_foreign_and_keeps_polymers(shared, ext, tmp_path):
+    "`mp-cnn classify` on barium sulfate, HCl gas and two real polymer files: the first two flagged with the reference r in words, the others labelled with their evidence; --plots writes a PNG per spectrum."
+    ff = shared/'foreign_files'
+    files = [ff/'2-BaSO4_0.SPA', ff/'HCL.SPC', ext/'ftir_ps.0', ext/'ftir_ldpe_soil.asp']
+    r = subprocess.run([sys.executable, '-m', 'mp_cnn.cli', 'classify', *map(str, files), '-o', str(tmp_path/'r.csv'), '--plots', str(tmp_path/'png')],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and 'Traceback' not in r.stderr, r.stderr
+    thr = Classifier.load().rule.thr['hqi_pred']
+    df = pd.read_csv(tmp_path/'r.csv', keep_default_na=False, na_values=['']).set_index('file')
+    for f in ('2-BaSO4_0.SPA', 'HCL.SPC'):
+        row = df.loc[f]
+        m = __import__('re').match(FLAG, row.flag)
+        assert m and row.unknown and pd.isna(row.label), row.flag
+        assert m[1] == row.top1 and m[2] == f'{thr:.2f}' and float(m[3]) == round(row.hqi_label, 2) < thr
+        assert row[['ref_label', 'ref_source', 'ref_id', 'ref_licence', 'hqi']].notna().all()
+    for f, want in (('ftir_ps.0', 'PS'), ('ftir_ldpe_soil.asp', 'PE')):
+        row = df.loc[f]
+        assert row.label == want == row.ref_label and not row.unknown and pd.isna(row.flag)
+        assert row.hqi_label >= thr and row.hqi >= row.hqi_label and row.ref_source and row.ref_id and row.ref_licence
+    pngs = sorted(p.name for p in (tmp_path/'png').glob('*.png'))
+    assert pngs == ['2_BaSO4_0_SPA_0.png', 'HCL_SPC_0.png', 'ftir_ldpe_soil_asp_0.png', 'ftir_ps_0_0.png'], pngs
+    assert all((tmp_path/'png'/p).read_bytes()[:4] == b'\x89PNG' for p in pngs)
+    assert classify_cli([str(ext/'CA_tiny_map.zip'), '-o', str(tmp_path/'m.csv'), '--plots', str(tmp_path/'few'), '--max-plots', '3']) == 0
+    assert len(list((tmp_path/'few').glob('*.png'))) == 3
+
+def test_rule_without_torch(shared):
+    "The shipped rule runs on the numpy network: a fresh process that classifies (and flags) a file never imports torch."
+    code = ("import sys; from mp_cnn.classify import Classifier; from mp_cnn.readers import read_spectra; "
+            f"r = Classifier.load().predict(read_spectra({str(shared/'foreign_files'/'HCL.SPC')!r})); "
+            "assert r.unknown[0] and r.flag[0].startswith('no '), r.flag[0]; print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == 'False'
+
+def test_checkpoint_without_rule_keeps_max_softmax(clf, shared, tmp_path):
+    "A checkpoint without openset.json: calibrated max-softmax decides, no evidence columns, the same probabilities."
+    import shutil
+    from mp_cnn.classify import pretrained_dir, EVIDENCE
+    for f in ('config.json', 'model.safetensors', 'calibration.json'): shutil.copy(pretrained_dir()/f, tmp_path/f)
+    bare = Classifier.load(tmp_path)
+    assert bare.rule is None and clf.rule is not None
+    sp = read_spectra(shared/'foreign_files'/'HCL.SPC')
+    a, b = clf.predict(sp), bare.predict(sp)
+    assert not set(EVIDENCE) & set(b.columns) and set(EVIDENCE) <= set(a.columns)
+    pd.testing.assert_frame_equal(a[['top1', 'p1', 'top2', 'p2', 'prediction_set']], b[['top1', 'p1', 'top2', 'p2', 'prediction_set']])
+    assert a.unknown[0] and not b.unknown[0] and b.label[0] == 'PS'      # HCl gas: max-softmax lets it through as PS, the rule does not
+    low = clf.predict(read_spectra(shared/'foreign_files'/'3-SILICA_0.SPA'))
+    want = low.p1[0] < bare.calibration['threshold']
+    assert bare.predict(read_spectra(shared/'foreign_files'/'3-SILICA_0.SPA')).flag[0].startswith('not confidently') == want
+
+def test_shipped_rule_fits_the_weights(clf, shared):
+    "The rule and library in mp_cnn/pretrained/ were fitted for these weights, on fit_default's own split of the corpus."
+    from mp_cnn.corpus import load_corpus
+    from mp_cnn.augment import split_groups
+    rule = clf.rule
+    assert rule.classes == clf.classes and np.allclose(rule.library.grid, clf.grid)
+    fit, cal = split_groups(load_corpus(), clf.calibration['calib_size'], clf.calibration['seed'])
+    assert (rule.info['n_fit'], rule.info['n_cal']) == (len(fit), len(cal)) and rule.library.meta['n'].sum() == len(fit)
+    assert len(cal) == clf.calibration['n']
+    from mp_cnn.openset import unit_rows
+    X, flags = clf.prepare(fit, units='A')                                 # the corpus is stored in absorbance
+    m, lib = fit.meta.reset_index(drop=True), rule.library
+    key = (m.dataset + '|' + m.sample_id.astype(str)).to_numpy()
+    r = [(unit_rows(X[key == d + '|' + s]) @ u).max() for (d, s), u in zip(lib.meta[['dataset', 'sample_id']].to_numpy(), lib.U)]
+    assert (flags == '').all() and min(r) > 0.999                          # each reference is the current pipeline's input of a fit spectrum
+
+def test_readme_open_set_headline():
+    "The README's open-set headline is the one chapter 6 formats from results/open_set.csv."
+    from mp_cnn.classify import open_set_headline
+    root = Path(__file__).resolve().parents[1]
+    text = open_set_headline(pd.read_csv(root/'results'/'open_set.csv'), Classifier.load().rule.method)
+    assert text in ' '.join((root/'README.md').read_text().split()), text
