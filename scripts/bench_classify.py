@@ -104,12 +104,16 @@ def readme_text(df):
     "The README's paragraph on end-to-end speed, from `results/speed_end_to_end.csv` (`tests/test_fast.py` checks that the README holds it)."
     g, st, cs = df[df.part == 'grid'], df[df.part == 'stream'], df[df.part == 'cold_start'].iloc[0]
     one, s = g[(g.step_cm1 == 1) & (g.units == '%T')].iloc[0], st.iloc[-1]
+    ev = 'evidence' in g and g['evidence'].fillna(False).astype(bool).all()
     return (f"End to end on raw instrument-like spectra (`scripts/bench_classify.py`, `results/speed_end_to_end.csv`; "
             f"{g.hardware.iloc[0]}, shared with other work: load average {one.load}; code at {g.commit.iloc[0]}, seed {g.seed.iloc[0]}): "
-            f"the shipped classifier, checks, units, preprocessing and result table included, runs at {g.x_search.min():.1f}x to "
+            f"the shipped classifier, checks, units, preprocessing, {'the open-set rule with its evidence (best reference and r) ' if ev else ''}"
+            f"and result table included, runs at {g.x_search.min():.1f}x to "
             f"{g.x_search.max():.1f}x float32 library search over the whole corpus ({int(g.n_library.iloc[0]):,} references, its "
-            f"preprocessing included) on 1, 2, 4 and 8 cm-1 input in absorbance and %T (target: 5x on every grid); at 1 cm-1 %T, "
-            f"{int(one.cnn_per_s):,} spectra/s against {int(one.search_per_s):,} (target: 30,000). A {int(s.n):,}-spectrum ENVI map "
+            f"preprocessing included) on 1, 2, 4 and 8 cm-1 input in absorbance and %T (target: 5x on every grid)"
+            + (f"; without the evidence {g.x_search_no_evidence.min():.1f}x to {g.x_search_no_evidence.max():.1f}x, so the evidence costs "
+               f"{g.evidence_us.min():.0f}-{g.evidence_us.max():.0f} µs per spectrum" if ev else '') +
+            f"; at 1 cm-1 %T, {int(one.cnn_per_s):,} spectra/s against {int(one.search_per_s):,} (target: 30,000). A {int(s.n):,}-spectrum ENVI map "
             f"streams from disk at {int(s.cnn_per_s):,} spectra/s with a peak RSS of {s.peak_rss_mb:.0f} MB (code at {s.commit}); "
             f"`mp-cnn classify` on one file takes {cs.wall_s:.2f} s as a whole process (median of 5, {cs.cpu_s:.2f} s of CPU; "
             f"the base commit {BASE}: {cs.base_wall_s:.2f} s, {cs.base_cpu_s:.2f} s of CPU; target: 1.5 s). Chapter 6 has the table.")
