@@ -7,7 +7,7 @@ Docs: https://mp-cnn.github.io/mp_cnn/classify.html.md"""
 
 # %% ../nbs/06_classify.ipynb #324e08bb
 from __future__ import annotations
-import os, re, sys, json, glob, argparse, warnings
+import os, sys, json, warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +19,12 @@ from .spectra import Spectra
 from .sources import SOURCES
 from .preprocess import Pipeline, STEPS, MIN_POINTS, finite_spans
 from .formats import looks_raman
-from .openset import OpenSetRule, plot_match
+from .openset import OpenSetRule
 
 # %% auto #0
-__all__ = ['MIN_COVERAGE', 'BLOCK', 'EVIDENCE', 'EXIT_CODES', 'pretrained_dir', 'attribution', 'input_flags', 'as_spectra',
+__all__ = ['MIN_COVERAGE', 'BLOCK', 'ID_COLUMNS', 'EVIDENCE', 'pretrained_dir', 'attribution', 'input_flags', 'as_spectra',
            'conformal_quantile', 'Classifier', 'fold_lenet', 'lenet_logits', 'lenet_logits_torch', 'calibrate',
-           'fit_default', 'polymer_map', 'match_plots', 'classify_files', 'classify_cli', 'open_set_headline',
-           'open_set_report']
+           'fit_default', 'open_set_headline', 'open_set_report']
 
 # %% ../nbs/06_classify.ipynb #1243b09f
 MIN_COVERAGE = 0.5   # a spectrum must cover at least half of the model's wavenumber grid
@@ -327,7 +326,7 @@ def calibrate(clf, spectra, quantile=0.05):
                 accuracy=float(correct.mean()))
 
 # %% ../nbs/06_classify.ipynb #ebf946d9
-_META = ['file', 'spectrum', 'x', 'y']
+ID_COLUMNS = ['file', 'spectrum', 'x', 'y']
 EVIDENCE = ['ref_label', 'ref_source', 'ref_id', 'ref_licence', 'hqi', 'hqi_label']   # the columns the open-set rule adds
 _NO_FEATURES = {'softmax', 'hqi_pred', 'hqi_class', 'hqi_best'}   # rule scores computed from the input and the probabilities alone
 
@@ -361,7 +360,7 @@ def _rows(self:Classifier, sp, alpha, top_k, units):
     P0 = np.nan_to_num(P, nan=-1)
     order = np.argsort(-P0, 1)
     Ps = np.take_along_axis(P0, order, 1)
-    df = sp.meta[[c for c in _META if c in sp.meta]].reset_index(drop=True)
+    df = sp.meta[[c for c in ID_COLUMNS if c in sp.meta]].reset_index(drop=True)
     pmax = Ps[:, 0]
     cal = self.calibration
     if self.rule is not None:   # the checkpoint's open-set rule decides, with its evidence
@@ -440,129 +439,6 @@ def fit_default(out, # the checkpoint folder to write
     (out/'config.json').write_text(json.dumps(config, indent=1))
     if open_set: fit_open_set(clf.model, clf.classes, fit, cal, out, pipeline=config['preprocess'])   # library from `fit`, thresholds from `cal`
     return Classifier.load(out)
-
-# %% ../nbs/06_classify.ipynb #8d353071
-def _expand(paths):
-    "Files and folders from `paths`, globs expanded (a pattern that matches nothing is kept, to be reported)."
-    out = []
-    for p in paths: out += sorted(glob.glob(p, recursive=True)) if glob.has_magic(p) else [p]
-    return out or list(paths)
-
-def polymer_map(df, path, title=None):
-    "Save a map image of the labels in `df` (columns `x`, `y`, `label`) to `path`."
-    import matplotlib; matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    x, y = df['x'].astype(int).to_numpy(), df['y'].astype(int).to_numpy()
-    lab = df['label'].fillna('unknown/flagged').astype(str).to_numpy()
-    names = sorted(set(lab)); code = np.array([names.index(l) for l in lab])
-    img = np.full((y.max() + 1, x.max() + 1), np.nan); img[y, x] = code
-    fig, ax = plt.subplots(figsize=(4, 3.5), dpi=72)
-    cmap = plt.get_cmap('tab20', len(names))
-    ax.imshow(img, cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5, interpolation='nearest')
-    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=cmap(i)) for i in range(len(names))], labels=names,
-              loc='upper left', bbox_to_anchor=(1, 1), fontsize=8)
-    ax.set_title(title or 'polymer map', fontsize=9); ax.set_xticks([]); ax.set_yticks([])
-    fig.savefig(path, bbox_inches='tight'); plt.close(fig)
-    return path
-
-def match_plots(spectra, # the `Spectra` read, one per file (`classify_files`' second value)
-                clf, # the `Classifier` that labelled them (it must have an open-set rule: the plots show its library)
-                folder, # where to write the PNGs
-                max_plots=200, # stop after this many
-               ):
-    "Write one small PNG per classifiable spectrum (query over its best reference, chapter 5a's `plot_match`), named `<file>_<index in the file>.png`; their paths."
-    if clf.rule is None: raise ValueError("this checkpoint has no reference library (openset.json): nothing to plot against")
-    import matplotlib; matplotlib.use('Agg')
-    folder, paths = Path(folder), []
-    folder.mkdir(parents=True, exist_ok=True)
-    for s in spectra:
-        if len(paths) >= max_plots: break
-        s = s[:max_plots - len(paths)]                     # the first spectra of a big file or map, as many as the budget allows
-        r, (X, flags) = clf.predict(s), clf.prepare(s)
-        ev = clf.rule.library.evidence(X)
-        f = str(s.meta['file'].iloc[0]) if 'file' in s.meta else 'spectra'
-        for j, i in enumerate(np.flatnonzero(flags == '')):
-            png = folder/f"{re.sub('[^A-Za-z0-9]+', '_', Path(f).name)}_{i}.png"
-            k = 2
-            while png in paths: png = png.with_name(f"{png.stem}_{k}.png"); k += 1   # two files of one name
-            what = r.label[i] if pd.notna(r.label[i]) else f"unknown: {r.flag[i]}"
-            plot_match(clf.rule.library, X[j], int(ev.ref_index[j]), title=f"{Path(f).name} #{i}: {what}", path=png)
-            paths.append(png)
-    return paths
-
-# %% ../nbs/06_classify.ipynb #810e0a93
-def classify_files(paths, # files, folders, zips or globs
-                   clf=None, # a `Classifier` (default: the shipped model)
-                   alpha=0.05, # error rate of the prediction sets
-                   top_k=3, # how many ranked classes to report
-                   progress=None, # show a progress bar (None: for big batches)
-                   timeout:float=60., # seconds one file may take to read
-                  ):
-    "(results DataFrame with one row per spectrum and one error row per unreadable file, list of `Spectra` read); never raises on bad input."
-    from mp_cnn.readers import read_many
-    from tqdm.auto import tqdm
-    clf = clf or Classifier.load()
-    files = _expand(paths)
-    spectra, errs = read_many(files, timeout=timeout)
-    big = sum(len(s) for s in spectra) > 20_000 or len(spectra) > 50
-    rows, errs = [], errs.to_dict('records')
-    for s in tqdm(spectra, desc='classify', unit='file', disable=not (big if progress is None else progress)):
-        try: rows.append(clf.predict(s, alpha, top_k))
-        except Exception as e: errs.append({'file': s.meta['file'].iloc[0], 'error': f"cannot classify it: {type(e).__name__}: {e}"})
-    err = pd.DataFrame({'file': [Path(e['file']).name for e in errs], 'flag': ['unreadable: ' + e['error'] for e in errs]})
-    df = pd.concat([r for r in rows + [err] if len(r)], ignore_index=True) if len(rows) + len(err) else pd.DataFrame()
-    k = min(top_k, len(clf.classes))   # the same columns whatever was read
-    cols = _META + ['label', 'probability'] + [f'{a}{j + 1}' for j in range(k) for a in ('top', 'p')] + ['unknown', 'prediction_set', 'flag'] + \
-           (EVIDENCE if clf.rule is not None else [])
-    return df.reindex(columns=list(dict.fromkeys(cols + list(df.columns)))), spectra
-
-EXIT_CODES = {0: 'every file read and at least one spectrum classified (rows flagged as not classifiable, e.g. Raman or an interferogram, are results)',
-              1: 'no spectrum could be classified (all unreadable or flagged)',
-              2: 'usage error: bad options, no checkpoint at --model, output not writable',
-              3: 'partial: some spectra classified, but some files could not be read (their error rows say why)'}
-
-def classify_cli(argv=None):
-    "`mp-cnn classify`: classify spectrum files, folders or globs with the shipped (or `--model`) model; one CSV row per spectrum."
-    p = argparse.ArgumentParser(prog='mp-cnn classify', description=classify_cli.__doc__.split(': ', 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog='exit codes:\n' + '\n'.join(f'  {k}  {v}' for k, v in EXIT_CODES.items()))
-    p.add_argument('paths', nargs='+', metavar='PATH')
-    p.add_argument('-o', '--output', help='CSV to write (default: print it)')
-    p.add_argument('--model', help='a checkpoint folder (default: the shipped model)')
-    p.add_argument('--top-k', type=int, default=3); p.add_argument('--alpha', type=float, default=0.05)
-    p.add_argument('--timeout', type=float, default=60., help='seconds one file may take to read (default 60)')
-    p.add_argument('--plots', metavar='DIR', help="write one PNG per classifiable spectrum into DIR: the spectrum over its best "
-                   "reference with its Pearson r, named <file>_<spectrum index>.png (off by default)")
-    p.add_argument('--max-plots', type=int, default=200, help='at most this many PNGs with --plots, the first spectra in file order (default 200)')
-    a = p.parse_args(argv)
-    try: clf = Classifier.load(a.model)
-    except (OSError, ValueError, KeyError) as e: print(f"mp-cnn classify: error: cannot load the model: {e}", file=sys.stderr); return 2
-    try: df, spectra = classify_files(a.paths, clf, a.alpha, a.top_k, timeout=a.timeout)
-    except Exception as e:     # a bug of ours: say so in one line, no traceback
-        print(f"mp-cnn classify: internal error ({type(e).__name__}: {e}); please report it with the file that caused it", file=sys.stderr); return 1
-    try: df.to_csv(a.output or sys.stdout, index=False)
-    except OSError as e: print(f"mp-cnn classify: error: cannot write {a.output}: {e}", file=sys.stderr); return 2
-    if a.plots:
-        try: print(f"{len(match_plots(spectra, clf, a.plots, a.max_plots))} match plots in {a.plots}", file=sys.stderr)
-        except (OSError, ValueError) as e: print(f"mp-cnn classify: plots not written: {e}", file=sys.stderr)
-    out = Path(a.output) if a.output else Path('.')/'mp_cnn'
-    for s in spectra:
-        if 'x' in s.meta and s.meta['x'].notna().all() and len(s) > 1:
-            f = s.meta['file'].iloc[0]
-            m = df[(df['file'] == f) & df['x'].notna()]
-            png = out.with_name(f"{out.stem}_{re.sub('[^A-Za-z0-9]+', '_', Path(f).stem)}_map.png")
-            try: polymer_map(m, png, f)
-            except Exception as e: print(f"map of {f}: not drawn ({type(e).__name__}: {e})", file=sys.stderr); continue
-            print(f"map of {f}: {png}; counts: " + ', '.join(f"{k} {v}" for k, v in m['label'].fillna('unlabelled').value_counts().items()), file=sys.stderr)
-    n_ok = int(df['top1'].notna().sum()) if 'top1' in df else 0
-    n_err = int(df['flag'].astype(str).str.startswith('unreadable').sum())
-    n_lab = int(df['label'].notna().sum()) if 'label' in df else 0
-    print(f"{len(df) - n_err} spectra from {len({s.meta['file'].iloc[0] for s in spectra})} files ({n_err} unreadable): {n_lab} labelled, "
-          f"{n_ok - n_lab} unknown, {len(df) - n_err - n_ok} flagged", file=sys.stderr)
-    if n_lab: print('labels: ' + ', '.join(f"{k} {v}" for k, v in df['label'].value_counts().items()), file=sys.stderr)
-    none = df['top1'].isna() if 'top1' in df else pd.Series(True, df.index)
-    for why, k in df.loc[none & df['flag'].astype(str).ne(''), 'flag'].astype(str).str.split(':').str[0].value_counts().head(8).items():
-        print(f"  {k} x {why}", file=sys.stderr)
-    return 1 if not n_ok else 3 if n_err else 0
 
 # %% ../nbs/06_classify.ipynb #86f1b567
 def open_set_headline(df:pd.DataFrame, # results/open_set.csv

@@ -146,7 +146,7 @@ def clf():
     return Classifier.load()
 
 def test_classify_files_survives_everything(clf, tmp_path, real_files):
-    from mp_cnn.classify import classify_files
+    from mp_cnn.batch import classify_files
     files = write_cases(tmp_path)
     rng = np.random.default_rng(1)
     for ext in EXTS: (tmp_path/f'noise{ext}').write_bytes(rng.integers(0, 256, 700, dtype=np.uint8).tobytes())
@@ -182,7 +182,7 @@ def corrupt(b, kind, at, n, junk):
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(which=st.integers(0, 24), how=corruption())
 def test_corrupted_real_files(real_files, clf, tmp_path_factory, which, how):
-    from mp_cnn.classify import classify_files
+    from mp_cnn.batch import classify_files
     f = real_files[which]
     d = tmp_path_factory.mktemp('c')
     (d/f.name).write_bytes(corrupt(f.read_bytes(), *how))
@@ -203,7 +203,7 @@ def spa_with_units(src, code, dst):
     dst.write_bytes(bytes(b)); return dst
 
 def test_units_flags_in_a_batch(clf, shared, tmp_path):
-    from mp_cnn.classify import classify_files
+    from mp_cnn.batch import classify_files
     ext, ff = shared/'openspecy'/'inst'/'extdata', shared/'foreign_files'
     for code, name in [(22, 'volts.spa'), (15, 'single.spa'), (99, 'code99.spa'), (12, 'logr.spa')]: spa_with_units(ff/'2-BaSO4_0.SPA', code, tmp_path/name)
     jdx = (ext/'fitr_nitrocellulose.jdx').read_text(errors='replace').replace('##DATA TYPE=INFRARED SPECTRUM', '##DATA TYPE=INFRARED INTERFEROGRAM')

@@ -3,7 +3,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from mp_cnn.classify import Classifier, classify_cli, conformal_quantile, calibrate
+from mp_cnn.classify import Classifier, conformal_quantile, calibrate
+from mp_cnn.batch import classify_cli
 from mp_cnn.readers import read_spectra
 
 @pytest.fixture(scope='module')
@@ -76,7 +77,7 @@ def test_cli(ext, tmp_path, capsys):
     assert (tmp_path/'r_CA_tiny_map_zip_CA_small_UF_map.png').exists() or list(tmp_path.glob('r_*_map.png'))
 
 def test_cli_exit_codes_documented(ext, tmp_path, capsys):
-    from mp_cnn.classify import EXIT_CODES
+    from mp_cnn.batch import EXIT_CODES
     with pytest.raises(SystemExit) as e: classify_cli(['--help'])
     assert e.value.code == 0
     helptext = capsys.readouterr().out
@@ -88,7 +89,7 @@ def test_cli_exit_codes_documented(ext, tmp_path, capsys):
     assert 'cannot' in capsys.readouterr().err
 
 def test_cli_no_traceback_on_a_bug(ext, monkeypatch, capsys):
-    import mp_cnn.classify as mc
+    import mp_cnn.batch as mc
     def boom(*a, **k): raise RuntimeError('a bug of ours')
     monkeypatch.setattr(mc, 'classify_files', boom)
     assert classify_cli([str(ext/'ftir_ps.0')]) == 1
