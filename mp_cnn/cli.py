@@ -1,4 +1,4 @@
-"""`mp-cnn`, one command with a subcommand per task, so that training (and later classifying) needs no Python.
+"""`mp-cnn`, one command with a subcommand per task, so that training and classifying need no Python.
 
 Docs: https://mp-cnn.github.io/mp_cnn/cli.html.md"""
 
