@@ -21,7 +21,7 @@ from mp_cnn.evaluate import evaluate, search_classifier, cnn_classifier, hardwar
 UNNAMED = ('other_plastic', 'non_plastic')
 LEVERS = {'search_default': None,                     # library search, DEFAULT pipeline: the reference
           'base': {},                                 # the shipped recipe
-          'min_signal': dict(min_signal=10.),         # training spectra with signal_score < 10 dropped (test folds untouched)
+          'min_signal': dict(min_signal=15.),         # training spectra with signal_score < 15 dropped (test folds untouched)
           'source_balanced': dict(source_balanced=True)}   # each source weighted equally within a class when balancing
 
 def named_accuracy(y, pred, classes):
