@@ -6,7 +6,9 @@ class below a threshold, with the evidence for the threshold and a check against
 Typicality: Pearson r (DEFAULT preprocessing) of a spectrum with the median spectrum of its own source and class; a spectrum
 below 0.3 looks little like the others its lab labelled the same. The threshold is where, going down the score, the low
 scorers stop being typical spectra. Blank: chapter 2's `atmosphere_bands` water-vapour lines (0.01 absorbance at the
-strongest) plus Gaussian noise, DEFAULT-preprocessed like the corpus.
+strongest) plus Gaussian noise, DEFAULT-preprocessed like the corpus (its lines sit at seeded random positions, not at
+real water-vapour line positions). Coherence: where a class has spectra below the threshold, the mean pairwise r among
+them (`r_below_pairwise`) and their mean r with the median of the class's other spectra (`r_below_vs_rest`).
 """
 import argparse, datetime, json
 from pathlib import Path
@@ -54,17 +56,24 @@ def main(argv=None):
     out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
     by_bin.reset_index().rename(columns={'score': 'score_bin'}).assign(**stamp).to_csv(out.with_name(out.stem + '_bins.csv'), index=False)
     g = m.assign(low=low, low_atypical=low & (m.typicality < .3)).groupby(['source', 'label'])
+    coh = {}
+    for key, idx in m.groupby(['source', 'label']).indices.items():   # are a class's low scorers one shared pattern (a blank), unlike the rest?
+        lo, hi = idx[low.to_numpy()[idx]], idx[~low.to_numpy()[idx]]
+        if len(lo) < 2 or len(hi) < 2: continue
+        U = unit(X[lo]); n = len(lo)
+        coh[key] = dict(r_below_pairwise=((U @ U.T).sum() - n) / (n * n - n), r_below_vs_rest=float((U @ unit(np.median(X[hi], 0))).mean()))
     t = g.agg(spectra=('score', 'size'), below=('low', 'sum'), below_atypical=('low_atypical', 'sum'),
               score_p1=('score', lambda s: s.quantile(.01)), score_p5=('score', lambda s: s.quantile(.05)),
               score_median=('score', 'median'), atypical=('typicality', lambda r: int((r < .3).sum())),
-              r_blank_max=('r_blank', 'max')).round(3).reset_index()
+              r_blank_max=('r_blank', 'max'))
+    t = t.join(pd.DataFrame.from_dict(coh, orient='index').rename_axis(['source', 'label'])).round(3).reset_index()
     t.assign(**stamp).to_csv(out, index=False)
 
     print(f"signal_score over {len(m)} spectra: percentiles 0.1/1/5/50 = {np.round(m.score.quantile([.001, .01, .05, .5]).values, 1)}; "
           f"typicality < 0.3 for {(m.typicality < .3).mean():.3f} of all spectra")
     print(by_bin.to_string())
     print(f"\nbelow {a.threshold:g}: {low.sum()} spectra ({(m.typicality[low] < .3).mean():.2f} atypical)")
-    print(t[t.below > 0][['source', 'label', 'spectra', 'below', 'below_atypical', 'score_median']].to_string(index=False))
+    print(t[t.below > 0][['source', 'label', 'spectra', 'below', 'below_atypical', 'score_median', 'r_below_pairwise', 'r_below_vs_rest']].to_string(index=False))
     print(f"\nsynthetic water-vapour blank (noise sd {noise}): its scores {np.round(signal_score(blanks), 1)}; "
           f"highest r with any corpus spectrum {R.max():.3f} ({m.source[R.max(1).argmax()]} {m.label[R.max(1).argmax()]})")
     vc = m[(m.source == 'villegas_camacho_2024') & (m.label == 'PVC')].sort_values('score')
