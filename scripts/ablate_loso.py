@@ -5,6 +5,7 @@ neither other_plastic nor non_plastic), and library search DEFAULT on the same f
     MP_CNN_DATA=/work/shared/data nice -n 19 python scripts/ablate_loso.py --levers search_default,base --seeds 0
     MP_CNN_DATA=/work/shared/data nice -n 19 python scripts/ablate_loso.py --levers min_signal --seeds 0
     python scripts/ablate_loso.py --table                      # the LOSO table (both forms) from the CSV
+    python scripts/ablate_loso.py --readme                     # results/README.md's section, written from the CSVs
 
 A lever is a set of keyword arguments to `cnn_classifier` (chapter 5); `base` is the shipped recipe (gpu profile). Rows
 already in the CSV are skipped, so a stopped run resumes; predictions go to runs/loso_ablation/ (git-ignored).
@@ -52,19 +53,60 @@ def run(a):
                 print(f"{lever:16s} seed {seed} {row['held_out']:22s} acc {row['accuracy']:.3f} named {row['named_accuracy']:.3f} "
                       f"{row['wall_s']:.0f}s", flush=True)
 
-def table(path='results/loso_ablation.csv'):
-    "Per held-out lab and lever: mean accuracy over seeds (all classes / named polymers), the LOSO mean, and the seeds' spread."
-    df = pd.read_csv(path)
-    g = df.groupby(['lever', 'held_out'], sort=False)
-    per = g[['accuracy', 'named_accuracy']].mean().unstack('held_out')
+def table(df):
+    "Per lever and held-out lab: accuracy (mean over seeds) in both forms; `mean` over the labs every lever ran, `sd_seeds` of that mean over seeds."
+    common = sorted(set.intersection(*(set(g.held_out) for _, g in df.groupby('lever'))), key=list(LOSO_SOURCES).index)
     rows = []
     for form, col in (('all classes', 'accuracy'), ('named polymers', 'named_accuracy')):
-        t = per[col].reindex(columns=[s for s in LOSO_SOURCES if s in per[col].columns])
-        t['mean'] = t.mean(1)
-        seed_means = df.groupby(['lever', 'seed'])[col].mean().groupby('lever')
-        t['seeds'] = seed_means.size(); t['sd_over_seeds'] = seed_means.std()
+        t = df.groupby(['lever', 'held_out'], sort=False)[col].mean().unstack('held_out')
+        t = t.reindex(columns=[s for s in LOSO_SOURCES if s in t.columns])
+        t['mean'] = t[common].mean(axis=1)
+        per_seed = df[df.held_out.isin(common)].groupby(['lever', 'seed'])[col].mean().groupby('lever')
+        t['seeds'], t['sd_seeds'] = per_seed.size(), per_seed.std()
         rows.append(t.assign(form=form).reset_index().set_index(['form', 'lever']))
-    return pd.concat(rows).round(3)
+    return pd.concat(rows).round(3), common
+
+def md(t):
+    "A markdown table of `t` (index included), NaN as blank."
+    t = t.reset_index()
+    cell = lambda v: '' if pd.isna(v) else f'{v:.3f}' if isinstance(v, float) and v != int(v) else str(int(v)) if isinstance(v, float) else str(v)
+    return '\n'.join(['| ' + ' | '.join(t.columns) + ' |', '|' + ' --- |' * len(t.columns)] +
+                      ['| ' + ' | '.join(cell(v) for v in r) + ' |' for r in t.itertuples(index=False)])
+
+def prose(df, t, common):
+    "Sentences on what each lever gave against the shipped recipe and library search, from the table."
+    out = []
+    for lever in [l for l in t.loc['all classes'].index if l not in ('base', 'search_default')]:
+        for form in ('all classes', 'named polymers'):
+            r, b, s = (t.loc[(form, l)] for l in (lever, 'base', 'search_default'))
+            labs = [h for h in common if h in r.index]
+            d = ', '.join(f"{h} {r[h]:.3f} ({r[h] - b[h]:+.3f} vs base, {r[h] - s[h]:+.3f} vs search)" for h in labs)
+            out.append(f"- `{lever}`, {form}, seed(s) {sorted(set(df.seed[df.lever == lever]))}: mean over {len(labs)} labs {r['mean']:.3f} "
+                       f"against {b['mean']:.3f} for the shipped recipe and {s['mean']:.3f} for search DEFAULT; per lab {d}.")
+    return '\n'.join(out)
+
+def readme(path='results/loso_ablation.csv', readme_path='results/README.md', quality='results/corpus_quality.csv'):
+    "Write the LOSO ablation section of results/README.md (between `<!-- loso_ablation -->` markers) from the CSVs: nothing typed."
+    df = pd.read_csv(path)
+    t, common = table(df)
+    q = pd.read_csv(quality)
+    low = q[q.below > 0].sort_values('below', ascending=False)
+    cnn = df[df.lever != 'search_default']
+    sec = ['## Leave one source out: training levers (`loso_ablation.csv`, issue 12)', '',
+           f"`{df.command[df.lever != 'search_default'].iloc[0] if len(cnn) else df.command.iloc[0]}` and the other commands in "
+           f"`loso_ablation.csv`; lenet_1d, `{cnn.profile.iloc[0] if len(cnn) else ''}` profile, {cnn.hardware.iloc[0] if len(cnn) else ''}, "
+           f"commits {', '.join(sorted(set(cnn.commit.str[:7])))}; library search DEFAULT on the same folds. Named polymers = test spectra "
+           "whose true class is neither other_plastic nor non_plastic. `mean` is over the labs every lever ran: " + ', '.join(common) + '.', '',
+           md(t), '', prose(df, t, common), '',
+           f"Spectral quality (`corpus_quality.csv`, `{q.command.iloc[0]}`): {int(q.below.sum())} of {int(q.spectra.sum())} spectra score below "
+           f"{q.threshold.iloc[0]:g}, most in " + ', '.join(f"{r.source} {r.label} ({int(r.below)} of {int(r.spectra)})" for r in low.head(3).itertuples()) + '.']
+    text = '\n'.join(sec)
+    f = Path(readme_path); body = f.read_text()
+    if '<!-- loso_ablation -->' in body:
+        head, rest = body.split('<!-- loso_ablation -->'); _, tail = rest.split('<!-- /loso_ablation -->')
+    else: head, tail = body.rstrip('\n') + '\n\n', '\n'
+    f.write_text(head + '<!-- loso_ablation -->\n' + text + '\n<!-- /loso_ablation -->' + tail)
+    return text
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -74,9 +116,11 @@ def main(argv=None):
     p.add_argument('--profile', default='gpu')
     p.add_argument('--out', default='results/loso_ablation.csv')
     p.add_argument('--runs', default='runs/loso_ablation')
-    p.add_argument('--table', action='store_true')
+    p.add_argument('--table', action='store_true', help='print the LOSO table (both forms) from --out')
+    p.add_argument('--readme', action='store_true', help="write results/README.md's LOSO ablation section from --out")
     a = p.parse_args(argv)
-    if a.table: return print(table(a.out).to_string())
+    if a.table: return print(table(pd.read_csv(a.out))[0].to_string())
+    if a.readme: return print(readme(a.out))
     unknown = set(a.levers) - set(LEVERS)
     if unknown: p.error(f"unknown lever(s) {sorted(unknown)}: choose from {sorted(LEVERS)}")
     run(a)
