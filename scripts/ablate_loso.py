@@ -85,7 +85,43 @@ def prose(df, t, common):
                        f"against {b['mean']:.3f} for the shipped recipe and {s['mean']:.3f} for search DEFAULT; per lab {d}.")
     return '\n'.join(out)
 
-def readme(path='results/loso_ablation.csv', readme_path='results/README.md', quality='results/corpus_quality.csv'):
+def fold_preds(runs, lever, seed, held_out):
+    "(y, pred, classes) saved by `run` for one fold, or None."
+    f = Path(runs, f"{lever}_s{seed}_{held_out}.npz")
+    if not f.exists(): return None
+    z = np.load(f, allow_pickle=False)
+    return z['y'], z['pred'], [str(c) for c in z['classes']]
+
+def recall_table(df, runs, held_out, seed=0):
+    "Recall per true class (and test support) of every lever that ran fold `held_out` with `seed`, from the saved predictions."
+    cols = {}
+    for lever in df.lever[(df.held_out == held_out) & (df.seed == seed)].unique():
+        fp = fold_preds(runs, lever, seed, held_out)
+        if fp is None: continue
+        y, pred, classes = fp
+        c = pd.Series(np.asarray(classes)[y])
+        cols['n'] = c.value_counts()
+        cols[lever] = pd.Series(y == pred).groupby(c).mean()
+    return pd.DataFrame(cols).round(3).rename_axis('class') if cols else None
+
+def low_signal_predictions(df, runs, held_out, threshold, seed=0):
+    "What each lever predicts for the held-out lab's own spectra that score below `threshold`: counts per predicted class."
+    from mp_cnn.data import load_corpus
+    from mp_cnn.train import signal_score
+    from mp_cnn.augment import split_by_source
+    _, test = split_by_source(load_corpus(), held_out)
+    low = signal_score(test) < threshold
+    out = {}
+    for lever in df.lever[(df.held_out == held_out) & (df.seed == seed)].unique():
+        fp = fold_preds(runs, lever, seed, held_out)
+        if fp is None or len(fp[0]) != len(test): continue      # test restricted to training classes: align only when nothing was removed
+        y, pred, classes = fp
+        out[lever] = pd.Series(np.asarray(classes)[pred[low]]).value_counts()
+    if not out: return None
+    t = pd.DataFrame({'true': pd.Series(test.labels.to_numpy()[low]).value_counts(), **out})
+    return t.fillna(0).astype(int).rename_axis('class')
+
+def readme(path='results/loso_ablation.csv', readme_path='results/README.md', quality='results/corpus_quality.csv', runs='runs/loso_ablation'):
     "Write the LOSO ablation section of results/README.md (between `<!-- loso_ablation -->` markers) from the CSVs: nothing typed."
     df = pd.read_csv(path)
     t, common = table(df)
@@ -100,6 +136,12 @@ def readme(path='results/loso_ablation.csv', readme_path='results/README.md', qu
            md(t), '', prose(df, t, common), '',
            f"Spectral quality (`corpus_quality.csv`, `{q.command.iloc[0]}`): {int(q.below.sum())} of {int(q.spectra.sum())} spectra score below "
            f"{q.threshold.iloc[0]:g}, most in " + ', '.join(f"{r.source} {r.label} ({int(r.below)} of {int(r.spectra)})" for r in low.head(3).itertuples()) + '.']
+    for held in ('villegas_camacho_2024', 'microplastix'):
+        r = recall_table(df, runs, held)
+        if r is not None: sec += ['', f"Recall per class, {held} held out (seed 0, from the saved predictions):", '', md(r)]
+        t = low_signal_predictions(df, runs, held, q.threshold.iloc[0])
+        if t is not None and len(t): sec += ['', f"{held}'s own spectra scoring below {q.threshold.iloc[0]:g} ({int(t.true.sum())}): `true` = how many carry each label, "
+                                             "the other columns = how many each lever predicts as that class:", '', md(t)]
     text = '\n'.join(sec)
     f = Path(readme_path); body = f.read_text()
     if '<!-- loso_ablation -->' in body:
@@ -120,7 +162,7 @@ def main(argv=None):
     p.add_argument('--readme', action='store_true', help="write results/README.md's LOSO ablation section from --out")
     a = p.parse_args(argv)
     if a.table: return print(table(pd.read_csv(a.out))[0].to_string())
-    if a.readme: return print(readme(a.out))
+    if a.readme: return print(readme(a.out, runs=a.runs))
     unknown = set(a.levers) - set(LEVERS)
     if unknown: p.error(f"unknown lever(s) {sorted(unknown)}: choose from {sorted(LEVERS)}")
     run(a)
