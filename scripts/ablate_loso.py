@@ -53,36 +53,46 @@ def run(a):
                 print(f"{lever:16s} seed {seed} {row['held_out']:22s} acc {row['accuracy']:.3f} named {row['named_accuracy']:.3f} "
                       f"{row['wall_s']:.0f}s", flush=True)
 
+def with_seed_file(df, seeds='results/seeds.csv'):
+    """`df` plus the shipped recipe's seed rows from `seeds` (`base_seeds`: lenet_1d, gpu profile, this CPU) for the folds, and in
+    the form, the rerun here lacks: all classes always, named polymers where the lab has no unnamed class (then both are equal)."""
+    if not Path(seeds).exists(): return df
+    s = pd.read_csv(seeds); s = s[(s.protocol == 'loso') & s.seed.isin(df.seed[df.lever != 'search_default'])]   # the seeds the levers ran
+    n_named = df.groupby('held_out').apply(lambda g: (g.n_named == g.n_test).all(), include_groups=False)
+    rows = s.assign(lever='base_seeds', named_accuracy=[a if n_named.get(h, False) else np.nan for a, h in zip(s.accuracy, s.held_out)])
+    return pd.concat([df, rows[['lever', 'held_out', 'seed', 'accuracy', 'named_accuracy', 'n_test', 'commit']]], ignore_index=True)
+
 def table(df):
-    "Per lever and held-out lab: accuracy (mean over seeds) in both forms; `mean` over the labs every lever ran, `sd_seeds` of that mean over seeds."
-    common = sorted(set.intersection(*(set(g.held_out) for _, g in df.groupby('lever'))), key=list(LOSO_SOURCES).index)
+    "Per lever and held-out lab: accuracy (mean over seeds) in both forms, the number of seeds and their spread (sd of the per-seed mean over the labs it ran)."
     rows = []
     for form, col in (('all classes', 'accuracy'), ('named polymers', 'named_accuracy')):
         t = df.groupby(['lever', 'held_out'], sort=False)[col].mean().unstack('held_out')
         t = t.reindex(columns=[s for s in LOSO_SOURCES if s in t.columns])
-        t['mean'] = t[common].mean(axis=1)
-        per_seed = df[df.held_out.isin(common)].groupby(['lever', 'seed'])[col].mean().groupby('lever')
+        per_seed = df.groupby(['lever', 'seed'])[col].mean().groupby('lever')
         t['seeds'], t['sd_seeds'] = per_seed.size(), per_seed.std()
         rows.append(t.assign(form=form).reset_index().set_index(['form', 'lever']))
-    return pd.concat(rows).round(3), common
+    return pd.concat(rows).round(3)
 
 def md(t):
     "A markdown table of `t` (index included), NaN as blank."
     t = t.reset_index()
-    cell = lambda v: '' if pd.isna(v) else f'{v:.3f}' if isinstance(v, float) and v != int(v) else str(int(v)) if isinstance(v, float) else str(v)
+    counts = ('n', 'true', 'seeds')
+    cell = lambda c, v: '' if pd.isna(v) else str(int(v)) if c in counts else f'{v:.3f}' if isinstance(v, float) else str(v)
     return '\n'.join(['| ' + ' | '.join(t.columns) + ' |', '|' + ' --- |' * len(t.columns)] +
-                      ['| ' + ' | '.join(cell(v) for v in r) + ' |' for r in t.itertuples(index=False)])
+                      ['| ' + ' | '.join(cell(c, v) for c, v in zip(t.columns, r)) + ' |' for r in t.itertuples(index=False)])
 
-def prose(df, t, common):
-    "Sentences on what each lever gave against the shipped recipe and library search, from the table."
+def prose(df, t):
+    "What each lever gave, seed 0, on the labs it ran: against the shipped recipe (rerun here, else `base_seeds`) and search DEFAULT."
     out = []
-    for lever in [l for l in t.loc['all classes'].index if l not in ('base', 'search_default')]:
+    for lever in [l for l in t.loc['all classes'].index if l not in ('base', 'base_seeds', 'search_default')]:
+        labs = [h for h in LOSO_SOURCES if ((df.lever == lever) & (df.held_out == h) & (df.seed == 0)).any()]
         for form in ('all classes', 'named polymers'):
-            r, b, s = (t.loc[(form, l)] for l in (lever, 'base', 'search_default'))
-            labs = [h for h in common if h in r.index]
-            d = ', '.join(f"{h} {r[h]:.3f} ({r[h] - b[h]:+.3f} vs base, {r[h] - s[h]:+.3f} vs search)" for h in labs)
-            out.append(f"- `{lever}`, {form}, seed(s) {sorted(set(df.seed[df.lever == lever]))}: mean over {len(labs)} labs {r['mean']:.3f} "
-                       f"against {b['mean']:.3f} for the shipped recipe and {s['mean']:.3f} for search DEFAULT; per lab {d}.")
+            tf = t.loc[form]
+            base = lambda h: tf.loc['base', h] if 'base' in tf.index and pd.notna(tf.loc['base', h]) else tf.loc['base_seeds', h] if 'base_seeds' in tf.index else np.nan
+            r, b, s = (np.array(v, float) for v in ([tf.loc[lever, h] for h in labs], [base(h) for h in labs], [tf.loc['search_default', h] for h in labs]))
+            d = ', '.join(f"{h} {x:.3f} ({x - y:+.3f} vs base, {x - z:+.3f} vs search)" for h, x, y, z in zip(labs, r, b, s))
+            mb = f"{b.mean():.3f}" if np.isfinite(b).all() else 'n/a (a lab lacks the shipped recipe in this form)'
+            out.append(f"- `{lever}`, {form}: mean over {', '.join(labs)} {r.mean():.3f}, shipped recipe {mb}, search DEFAULT {s.mean():.3f}; per lab {d}.")
     return '\n'.join(out)
 
 def fold_preds(runs, lever, seed, held_out):
@@ -123,23 +133,27 @@ def low_signal_predictions(df, runs, held_out, threshold, seed=0):
 
 def readme(path='results/loso_ablation.csv', readme_path='results/README.md', quality='results/corpus_quality.csv', runs='runs/loso_ablation'):
     "Write the LOSO ablation section of results/README.md (between `<!-- loso_ablation -->` markers) from the CSVs: nothing typed."
-    df = pd.read_csv(path)
-    t, common = table(df)
+    ran = pd.read_csv(path)
+    df = with_seed_file(ran)
+    t = table(df)
+    same = ran[ran.lever == 'base'].merge(df[df.lever == 'base_seeds'], on=['held_out', 'seed'], suffixes=('', '_s'))
     q = pd.read_csv(quality)
     low = q[q.below > 0].sort_values('below', ascending=False)
-    cnn = df[df.lever != 'search_default']
+    cnn = ran[ran.lever != 'search_default']
     sec = ['## Leave one source out: training levers (`loso_ablation.csv`, issue 12)', '',
-           f"`{df.command[df.lever != 'search_default'].iloc[0] if len(cnn) else df.command.iloc[0]}` and the other commands in "
+           f"`{ran.command.iloc[-1]}` and the other commands in "
            f"`loso_ablation.csv`; lenet_1d, `{cnn.profile.iloc[0] if len(cnn) else ''}` profile, {cnn.hardware.iloc[0] if len(cnn) else ''}, "
            f"commits {', '.join(sorted(set(cnn.commit.str[:7])))}; library search DEFAULT on the same folds. Named polymers = test spectra "
-           "whose true class is neither other_plastic nor non_plastic. `mean` is over the labs every lever ran: " + ', '.join(common) + '.', '',
-           md(t), '', prose(df, t, common), '',
+           "whose true class is neither other_plastic nor non_plastic. `base_seeds` = the shipped recipe's rows in `seeds.csv` (same code path, "
+           "this CPU, commit " + ', '.join(sorted(set(df.commit[df.lever == 'base_seeds'].str[:7]))) + "); the rerun here (`base`) matches it on "
+           + ', '.join(f"{r.held_out} seed {r.seed} ({r.accuracy:.4f} vs {r.accuracy_s:.4f})" for r in same.itertuples()) + '.', '',
+           md(t), '', prose(df, t), '',
            f"Spectral quality (`corpus_quality.csv`, `{q.command.iloc[0]}`): {int(q.below.sum())} of {int(q.spectra.sum())} spectra score below "
            f"{q.threshold.iloc[0]:g}, most in " + ', '.join(f"{r.source} {r.label} ({int(r.below)} of {int(r.spectra)})" for r in low.head(3).itertuples()) + '.']
     for held in ('villegas_camacho_2024', 'microplastix'):
-        r = recall_table(df, runs, held)
+        r = recall_table(ran, runs, held)
         if r is not None: sec += ['', f"Recall per class, {held} held out (seed 0, from the saved predictions):", '', md(r)]
-        t = low_signal_predictions(df, runs, held, q.threshold.iloc[0])
+        t = low_signal_predictions(ran, runs, held, q.threshold.iloc[0])
         if t is not None and len(t): sec += ['', f"{held}'s own spectra scoring below {q.threshold.iloc[0]:g} ({int(t.true.sum())}): `true` = how many carry each label, "
                                              "the other columns = how many each lever predicts as that class:", '', md(t)]
     text = '\n'.join(sec)
@@ -161,7 +175,7 @@ def main(argv=None):
     p.add_argument('--table', action='store_true', help='print the LOSO table (both forms) from --out')
     p.add_argument('--readme', action='store_true', help="write results/README.md's LOSO ablation section from --out")
     a = p.parse_args(argv)
-    if a.table: return print(table(pd.read_csv(a.out))[0].to_string())
+    if a.table: return print(table(with_seed_file(pd.read_csv(a.out))).to_string())
     if a.readme: return print(readme(a.out, runs=a.runs))
     unknown = set(a.levers) - set(LEVERS)
     if unknown: p.error(f"unknown lever(s) {sorted(unknown)}: choose from {sorted(LEVERS)}")
