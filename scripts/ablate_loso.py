@@ -31,7 +31,7 @@ def named_accuracy(y, pred, classes):
     return (float((y[keep] == pred[keep]).mean()) if keep.any() else float('nan')), int(keep.sum())
 
 def run(a):
-    sp, out = load_corpus(), Path(a.out)
+    sp, out, commit = load_corpus(), Path(a.out), git_commit()     # the commit whose code this process runs (taken before training)
     cmd = 'python scripts/ablate_loso.py ' + ' '.join(shlex.quote(x) for x in sys.argv[1:])
     for seed in a.seeds:
         for lever in a.levers:
@@ -47,7 +47,7 @@ def run(a):
                 Path(a.runs).mkdir(parents=True, exist_ok=True)
                 np.savez(Path(a.runs, f"{lever}_s{seed}_{row['held_out']}.npz"), y=y, pred=pred, classes=np.array(classes))
                 row = dict(lever=lever, **{k: v for k, v in row.items() if k != 'model'}, profile=a.profile if kw is not None else '',
-                           hardware=hardware(), commit=git_commit(), date=datetime.datetime.now().isoformat(timespec='seconds'), command=cmd)
+                           hardware=hardware(), commit=commit, date=datetime.datetime.now().isoformat(timespec='seconds'), command=cmd)
                 df = pd.concat([pd.read_csv(out), pd.DataFrame([row])]) if out.exists() else pd.DataFrame([row])
                 df.to_csv(out, index=False)
                 print(f"{lever:16s} seed {seed} {row['held_out']:22s} acc {row['accuracy']:.3f} named {row['named_accuracy']:.3f} "
