@@ -90,9 +90,11 @@ def prose(df, t):
             tf = t.loc[form]
             base = lambda h: tf.loc['base', h] if 'base' in tf.index and pd.notna(tf.loc['base', h]) else tf.loc['base_seeds', h] if 'base_seeds' in tf.index else np.nan
             r, b, s = (np.array(v, float) for v in ([tf.loc[lever, h] for h in labs], [base(h) for h in labs], [tf.loc['search_default', h] for h in labs]))
-            d = ', '.join(f"{h} {x:.3f} ({x - y:+.3f} vs base, {x - z:+.3f} vs search)" for h, x, y, z in zip(labs, r, b, s))
+            d = ', '.join(f"{h} {x:.3f} ({f'{x - y:+.3f}' if np.isfinite(y) else 'n/a'} vs base, {x - z:+.3f} vs search)" for h, x, y, z in zip(labs, r, b, s))
             mb = f"{b.mean():.3f}" if np.isfinite(b).all() else 'n/a (a lab lacks the shipped recipe in this form)'
-            out.append(f"- `{lever}`, {form}: mean over {', '.join(labs)} {r.mean():.3f}, shipped recipe {mb}, search DEFAULT {s.mean():.3f}; per lab {d}.")
+            drop = df[(df.lever == lever) & (df.seed == 0)].set_index('held_out').n_low_signal.reindex(labs)
+            dropped = f" (training spectra dropped: {', '.join(f'{int(v)}' for v in drop)})" if form == 'all classes' and drop.fillna(0).gt(0).any() else ''
+            out.append(f"- `{lever}`, {form}{dropped}: mean over {', '.join(labs)} {r.mean():.3f}, shipped recipe {mb}, search DEFAULT {s.mean():.3f}; per lab {d}.")
     return '\n'.join(out)
 
 def fold_preds(runs, lever, seed, held_out):
