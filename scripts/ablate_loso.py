@@ -97,6 +97,20 @@ def prose(df, t):
             out.append(f"- `{lever}`, {form}{dropped}: mean over {', '.join(labs)} {r.mean():.3f}, shipped recipe {mb}, search DEFAULT {s.mean():.3f}; per lab {d}.")
     return '\n'.join(out)
 
+def spread(ran, seeds='results/seeds.csv'):
+    "One sentence: the largest per-lab change a lever made (all classes, seed 0) against the shipped recipe's own spread over seeds."
+    if not Path(seeds).exists(): return ''
+    s = pd.read_csv(seeds); s = s[s.protocol == 'loso']
+    sd = s.groupby('held_out').accuracy.std()
+    base = s[s.seed == 0].set_index('held_out').accuracy.combine_first(ran[ran.lever == 'base'].set_index('held_out').accuracy)
+    lev = ran[~ran.lever.isin(['base', 'search_default']) & (ran.seed == 0)]
+    if not len(lev): return ''
+    d = (lev.accuracy.to_numpy() - base.reindex(lev.held_out).to_numpy())
+    i = int(np.nanargmax(np.abs(d)))
+    return (f"Largest per-lab change of any lever against the shipped recipe (all classes, seed 0): {d[i]:+.3f} "
+            f"(`{lev.lever.iloc[i]}`, {lev.held_out.iloc[i]}); the shipped recipe's own sd over seeds {sorted(set(s.seed))} per lab "
+            f"(`seeds.csv`): " + ', '.join(f"{h} {v:.3f}" for h, v in sd.reindex([h for h in LOSO_SOURCES if h in sd.index]).items()) + '.')
+
 def fold_preds(runs, lever, seed, held_out):
     "(y, pred, classes) saved by `run` for one fold, or None."
     f = Path(runs, f"{lever}_s{seed}_{held_out}.npz")
@@ -149,7 +163,7 @@ def readme(path='results/loso_ablation.csv', readme_path='results/README.md', qu
            "whose true class is neither other_plastic nor non_plastic. `base_seeds` = the shipped recipe's rows in `seeds.csv` (same code path, "
            "this CPU, commit " + ', '.join(sorted(set(df.commit[df.lever == 'base_seeds'].str[:7]))) + "); the rerun here (`base`) matches it on "
            + ', '.join(f"{r.held_out} seed {r.seed} ({r.accuracy:.4f} vs {r.accuracy_s:.4f})" for r in same.itertuples()) + '.', '',
-           md(t), '', prose(df, t), '',
+           md(t), '', prose(df, t), '', spread(ran), '',
            f"Spectral quality (`corpus_quality.csv`, `{q.command.iloc[0]}`): {int(q.below.sum())} of {int(q.spectra.sum())} spectra score below "
            f"{q.threshold.iloc[0]:g}, most in " + ', '.join(f"{r.source} {r.label} ({int(r.below)} of {int(r.spectra)})" for r in low.head(3).itertuples()) + '.']
     for held in ('villegas_camacho_2024', 'microplastix'):
