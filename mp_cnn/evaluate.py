@@ -174,6 +174,8 @@ def cnn_classifier(name:str, # one of `MODEL_NAMES`
                    device=None, # where to augment and train (default: `pick_device()`)
                    magnitudes:dict=None, # augmentation magnitudes overriding chapter 2's defaults
                    probabilities:dict=None, # augmentation probabilities overriding chapter 2's defaults
+                   min_signal:float=None, # drop training spectra whose `signal_score` is below this (chapter 4; never test spectra)
+                   source_balanced:bool=False, # weigh every source the same within a class before balancing (chapter 4's `source_balance`)
                    **overrides, # profile entries to override
                   ):
     "A classifier that trains CNN `name` on train and predicts test; info has params, train_s, epochs and the model."
@@ -182,7 +184,8 @@ def cnn_classifier(name:str, # one of `MODEL_NAMES`
     def f(train, test, classes):
         t0 = time.time()
         ds, tr = training_data(train, classes, Pipeline.from_config(DEFAULT), hp, seed, rebalance=rebalance,
-                               device=device or pick_device(), magnitudes=magnitudes, probabilities=probabilities)
+                               device=device or pick_device(), magnitudes=magnitudes, probabilities=probabilities,
+                               min_signal=min_signal, source_balanced=source_balanced)
         Q = preprocessed(DEFAULT, test)
         torch.manual_seed(seed)
         net = profile_model(name, len(classes), Q.shape[1], hp)
@@ -193,6 +196,7 @@ def cnn_classifier(name:str, # one of `MODEL_NAMES`
         P = predict_logits(net, Q).softmax(1).numpy()
         net.cpu()
         return P.argmax(1), P, dict(params=count_params(net), train_s=round(train_s, 1), epochs=epochs, n_fit=len(tr), views=hp.get('views') or 1,
+                                    n_low_signal=int(tr.drops.spectra.sum()),
                                     device=str(t.device), model=net)
     return f
 

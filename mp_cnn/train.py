@@ -7,7 +7,7 @@ Docs: https://mp-cnn.github.io/mp_cnn/train.html.md"""
 
 # %% ../nbs/04_train.ipynb #5d0b531a
 from __future__ import annotations
-import os, time, math
+import os, time, math, warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -24,15 +24,16 @@ from fastcore.script import call_parse, anno_parser, store_true
 
 from .spectra import Spectra
 from .corpus import load_corpus
-from .preprocess import Pipeline, DEFAULT
+from .preprocess import Pipeline, DEFAULT, GRID
 from .augment import split_groups, split_by_source, Augmenter, balance, ViewsDataset, label_codes
 from .models import get_model, MODEL_NAMES, time_steps
 from .checkpoint import cpu_state, save_checkpoint, load_checkpoint, checkpoint_grid
 
 # %% auto #0
-__all__ = ['PROFILES', 'dist_env', 'pick_device', 'init_distributed', 'confusion_matrix', 'macro_f1', 'profile_model',
-           'predict_logits', 'Trainer', 'training_data', 'fit_corpus', 'train_command', 'train_cli', 'train_throughput',
-           'save_checkpoint', 'load_checkpoint', 'checkpoint_grid']
+__all__ = ['PROFILES', 'QUALITY_BANDS', 'dist_env', 'pick_device', 'init_distributed', 'confusion_matrix', 'macro_f1',
+           'profile_model', 'predict_logits', 'Trainer', 'signal_score', 'source_balance', 'training_data',
+           'fit_corpus', 'train_command', 'train_cli', 'train_throughput', 'save_checkpoint', 'load_checkpoint',
+           'checkpoint_grid']
 
 # %% ../nbs/04_train.ipynb #6e8fc1c6
 def dist_env() -> tuple:
@@ -296,6 +297,38 @@ def lr_find(self:Trainer, start:float=1e-6, # first learning rate
 # %% ../nbs/04_train.ipynb #d00690f7
 _all_ = ['save_checkpoint', 'load_checkpoint', 'checkpoint_grid']   # re-exported from mp_cnn.checkpoint
 
+# %% ../nbs/04_train.ipynb #1ab733f0
+QUALITY_BANDS = ((650., 1300.), (2700., 3100.))
+
+def signal_score(spectra:Spectra, # raw spectra, in any units chapter 1 converts to absorbance
+                 window:int=9, # Savitzky-Golay window (grid points) separating bands from noise
+                 bands=QUALITY_BANDS, # (lo, hi) cm-1 ranges where the band height is taken
+                ) -> np.ndarray:
+    "Band height over noise, per spectrum: the top of the smoothed, baseline-corrected absorbance in `bands` over the RMS residual of the smoothing (0 where `bands` hold no data)."
+    A = Pipeline.from_config([dict(step='absorbance', units='auto'), GRID, dict(step='flatten', mode='nan')])(spectra)
+    S = Pipeline.from_config([dict(step='smooth', window=window, polyorder=3)])(A)
+    B = Pipeline.from_config([dict(step='baseline', method='imodpoly', poly_order=3)])(S).X
+    inside = np.zeros(len(A.wavenumbers), bool)
+    for lo, hi in bands: inside |= (A.wavenumbers >= lo) & (A.wavenumbers <= hi)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)
+        height = np.nanmax(np.where(inside, B, np.nan), 1)
+        noise = np.sqrt(np.nanmean((A.X - S.X) ** 2, 1))
+    return np.nan_to_num(height / np.maximum(noise, 1e-12), nan=0.)
+
+def source_balance(train:Spectra, # spectra with `label` and `source` columns
+                   seed:int=0, # seeds the draws
+                   max_repeat:int=5, # no spectrum drawn more often than this on average (a source with 1 PVC stays small)
+                  ) -> Spectra:
+    "Every class resampled to about its own size with the same number of spectra from each source that has it (with replacement where a source has fewer, at most `max_repeat` times its size)."
+    rng, meta, idx = np.random.default_rng(seed), train.meta.reset_index(drop=True), []
+    for _, rows in meta.groupby('label').groups.items():
+        rows = np.asarray(rows)
+        by_source = [rows[(meta.source.to_numpy()[rows] == s)] for s in meta.source.iloc[rows].unique()]
+        k = -(-len(rows) // len(by_source))
+        idx += [rng.choice(r, min(k, max_repeat * len(r)), replace=len(r) < k) for r in by_source]
+    return train[np.sort(np.concatenate(idx))]
+
 # %% ../nbs/04_train.ipynb #a0745dff
 def _split(sp, valid_size, seed, held_out=None):
     "(train, valid): source `held_out` against the rest, else a `split_groups` split by physical sample."
@@ -310,10 +343,20 @@ def training_data(train:Spectra, # the training part of a split (raw spectra)
                   device=None, # where to augment (default: the CPU)
                   magnitudes:dict=None, # augmentation magnitudes overriding `augment.MAGNITUDES` (chapter 2)
                   probabilities:dict=None, # augmentation probabilities overriding `augment.PROBABILITIES`
+                  min_signal:float=None, # drop training spectra whose `signal_score` is below this (None: keep all)
+                  source_balanced:bool=False, # first resample each class so that every source in it weighs the same (`source_balance`)
                  ) -> tuple:
-    "(dataset, spectra) to train on: `train` balanced, in hp['views'] views (the first as measured, the rest augmented), each through `prep`."
+    "(dataset, spectra) to train on: `train` balanced, in hp['views'] views (the first as measured, the rest augmented), each through `prep`; the spectra's `drops` counts what `min_signal` removed, per source and class."
+    drops = pd.DataFrame(columns=['source', 'label', 'reason', 'spectra'])
+    if min_signal is not None:
+        low = signal_score(train) < min_signal
+        drops = (train.meta[low].groupby(['source', 'label']).size().rename('spectra').reset_index()
+                 .assign(reason=f'signal_score < {min_signal:g}')[drops.columns])
+        train = train[~low]
+    if source_balanced: train = source_balance(train, seed)
     aug = Augmenter.from_spectra(train, magnitudes=magnitudes, probabilities=probabilities)   # interferents from the training part only
     if hp.get('balance') and rebalance: train = balance(train, hp['balance'], seed, aug)
+    train.drops = drops
     return ViewsDataset(train, hp.get('views') or 1, classes, aug, prep, seed, device), train
 
 # %% ../nbs/04_train.ipynb #54199eaf
@@ -327,6 +370,8 @@ def fit_corpus(model:str='lenet_1d', # one of `MODEL_NAMES`
                valid_size:float=0.2, # fraction of physical samples to validate on (group split)
                resume:bool=False, # continue from `out`/resume.pt if it exists
                verbose:int=1, # 0 quiet, 1 a line per epoch, 2 a progress bar too
+               min_signal:float=None, # drop training spectra whose `signal_score` is below this (None: keep all)
+               source_balanced:bool=False, # weigh every source the same within a class before balancing
                **overrides, # profile entries to override (None values are ignored)
               ) -> tuple:
     "Train `model` with `profile` on the corpus and checkpoint it to `out`: (trainer, config)."
@@ -339,7 +384,8 @@ def fit_corpus(model:str='lenet_1d', # one of `MODEL_NAMES`
     classes = sorted(sp.meta['label'].unique())
     prep = Pipeline.from_config(DEFAULT)
     train, valid = _split(sp, valid_size, seed, held_out)
-    ds, train = training_data(train, classes, prep, hp, seed, device=pick_device())
+    ds, train = training_data(train, classes, prep, hp, seed, device=pick_device(), min_signal=min_signal,
+                              source_balanced=source_balanced)
     valid_p = prep(valid)
     grid = valid_p.wavenumbers
     torch.manual_seed(seed)
@@ -353,6 +399,7 @@ def fit_corpus(model:str='lenet_1d', # one of `MODEL_NAMES`
     hist = tr.fit(hp['epochs'], patience=hp['patience'], resume=out/'resume.pt' if (resume and out) else None)
     best = max(hist, key=lambda r: r.get('macro_f1', -r['train_loss']))
     config = dict(model=model, profile=profile, seed=seed, held_out=held_out, valid_size=valid_size, **hp,
+                  min_signal=min_signal, source_balanced=source_balanced, n_low_signal=int(train.drops.spectra.sum()),
                   n_train=len(train), n_valid=len(valid), epochs_run=len(hist), best_epoch=best['epoch'],
                   wall_s=round(time.time() - t0, 1), device=str(tr.device), world_size=tr.world)
     if out and tr.main:

@@ -275,3 +275,14 @@ def test_chapter5_analysis_prose_matches_its_outputs():
                "ring mode ({}, for {}) and at the low end of the grid ({}, {})".format(int(bands['PS'][2][0]), int(bands['PS'][2][1]), int(bands['PS'][0][0]), int(bands['PS'][1][0]))]
     missing = [c for c in claims if c not in text]
     assert not missing, "chapter 5 prose disagrees with the notebook's own analysis outputs (update the text):\n" + '\n'.join(missing)
+
+
+def test_ablation_named_accuracy_leaves_out_unnamed_classes():
+    import importlib.util, pathlib
+    spec = importlib.util.spec_from_file_location('ablate_loso', pathlib.Path(__file__).parents[1]/'scripts'/'ablate_loso.py')
+    ab = importlib.util.module_from_spec(spec); spec.loader.exec_module(ab)
+    classes = ['PE', 'PP', 'non_plastic', 'other_plastic']
+    y, pred = np.array([0, 1, 2, 3, 0]), np.array([0, 0, 2, 0, 0])
+    test_close = lambda a, b: abs(a - b) < 1e-12
+    acc, n = ab.named_accuracy(y, pred, classes)
+    assert n == 3 and test_close(acc, 2 / 3)

@@ -152,3 +152,49 @@ def test_chapter4_gpu_training_times_match_results():
     claim = (f"{span(['lenet_1d', 'lenet_2d'])} s for the LeNets, {span(['alexnet_1d', 'alexnet_2d', 'resnet34_2d'])} s for the AlexNets and "
              f"resnet34_2d, {span(['resnet34_1d'])} s for resnet34_1d, {span(['vgg16_1d', 'vgg16_2d'])} s for the VGGs")
     assert claim in text, claim
+
+
+def _bands(wn, centres, height, noise, n, seed=0):
+    "n absorbance spectra: Gaussian bands of `height` at `centres` plus white noise of sd `noise`."
+    g = np.random.default_rng(seed)
+    x = sum(height * np.exp(-0.5 * ((wn - c) / 15) ** 2) for c in centres)
+    return x + noise * g.standard_normal((n, len(wn)))
+
+
+def test_signal_score_orders_band_height_over_noise():
+    from mp_cnn.spectra import Spectra
+    from mp_cnn.augment import atmosphere_bands
+    from mp_cnn.train import signal_score
+    wn = np.arange(650., 4000., 2.)
+    clean, noisy = _bands(wn, (720, 1470, 2850, 2920), 0.5, 1e-3, 3), _bands(wn, (720, 1470, 2850, 2920), 0.5, 1e-2, 3)
+    blank = 0.01 * atmosphere_bands(wn)[1] + 1e-4 * np.random.default_rng(1).standard_normal((3, len(wn)))
+    c, n, b = (signal_score(Spectra(wn, X)) for X in (clean, noisy, blank))
+    assert c.min() > 3 * n.max() and n.min() > 15 > 5 > b.max()      # vapour lines outside the bands: no signal, only noise
+    out_of_bands = _bands(wn, (1600,), 0.5, 1e-3, 2)                 # a band only where vapour lines live does not count
+    assert signal_score(Spectra(wn, out_of_bands)).max() < 15
+
+
+def test_min_signal_drops_training_spectra_and_counts_them():
+    from mp_cnn.spectra import Spectra
+    from mp_cnn.train import training_data, signal_score
+    from mp_cnn.preprocess import Pipeline, DEFAULT
+    wn = np.arange(650., 4000., 4.)
+    X = np.r_[_bands(wn, (720, 2920), 0.5, 1e-3, 6), 1e-3 * np.random.default_rng(2).standard_normal((4, len(wn)))]
+    meta = pd.DataFrame(dict(label=['PE'] * 8 + ['PP'] * 2, raw_label=['PE'] * 8 + ['PP'] * 2, source=['a'] * 5 + ['b'] * 5, sample_id=[f's{i}' for i in range(10)]))
+    sp = Spectra(wn, X, meta)
+    hp = {**PROFILES['tiny'], 'balance': None, 'views': 1}
+    ds, tr = training_data(sp, ['PE', 'PP'], Pipeline.from_config(DEFAULT), hp, min_signal=15)
+    assert len(tr) == 6 and (signal_score(tr) >= 15).all()
+    assert tr.drops.set_index(['source', 'label']).spectra.to_dict() == {('b', 'PE'): 2, ('b', 'PP'): 2}
+    assert training_data(sp, ['PE', 'PP'], Pipeline.from_config(DEFAULT), hp)[1].drops.empty
+
+
+def test_source_balance_weighs_sources_equally_within_a_class():
+    from mp_cnn.spectra import Spectra
+    from mp_cnn.train import source_balance
+    meta = pd.DataFrame(dict(label=['PE'] * 12 + ['PP'] * 4, source=['a'] * 10 + ['b'] * 2 + ['a'] * 4, sample_id=[str(i) for i in range(16)]))
+    sb = source_balance(Spectra(np.arange(5.), np.zeros((16, 5)), meta), seed=0, max_repeat=5)
+    n = sb.meta.groupby(['label', 'source']).size().to_dict()
+    assert n == {('PE', 'a'): 6, ('PE', 'b'): 6, ('PP', 'a'): 4}
+    capped = source_balance(Spectra(np.arange(5.), np.zeros((16, 5)), meta), seed=0, max_repeat=2)
+    assert capped.meta.groupby(['label', 'source']).size()[('PE', 'b')] == 4

@@ -1,0 +1,200 @@
+"""Leave-one-source-out ablation of training levers for lenet_1d (issue 12): one row per (held-out source, lever, seed) in
+results/loso_ablation.csv, with accuracy over all classes and over named polymers only (test spectra whose true class is
+neither other_plastic nor non_plastic), and library search DEFAULT on the same folds as the reference row.
+
+    MP_CNN_DATA=/work/shared/data nice -n 19 python scripts/ablate_loso.py --levers search_default,base --seeds 0
+    MP_CNN_DATA=/work/shared/data nice -n 19 python scripts/ablate_loso.py --levers min_signal --seeds 0
+    python scripts/ablate_loso.py --table                      # the LOSO table (both forms) from the CSV
+    python scripts/ablate_loso.py --readme                     # results/README.md's section, written from the CSVs
+
+A lever is a set of keyword arguments to `cnn_classifier` (chapter 5); `base` is the shipped recipe (gpu profile). Rows
+already in the CSV are skipped, so a stopped run resumes; predictions go to runs/loso_ablation/ (git-ignored).
+"""
+import argparse, datetime, shlex, sys
+from pathlib import Path
+import numpy as np, pandas as pd
+
+from mp_cnn.corpus import load_corpus
+from mp_cnn.preprocess import DEFAULT
+from mp_cnn.checkpoint import git_commit
+from mp_cnn.evaluate import evaluate, search_classifier, cnn_classifier, hardware, LOSO_SOURCES
+
+UNNAMED = ('other_plastic', 'non_plastic')
+LEVERS = {'search_default': None,                     # library search, DEFAULT pipeline: the reference
+          'base': {},                                 # the shipped recipe
+          'min_signal': dict(min_signal=15.),         # training spectra with signal_score < 15 dropped (test folds untouched)
+          'source_balanced': dict(source_balanced=True)}   # each source weighted equally within a class when balancing
+
+def named_accuracy(y, pred, classes):
+    "Accuracy over the spectra whose true class is a named polymer (not in `UNNAMED`), and how many there are."
+    keep = ~np.isin(np.asarray(classes)[y], UNNAMED)
+    return (float((y[keep] == pred[keep]).mean()) if keep.any() else float('nan')), int(keep.sum())
+
+def run(a):
+    sp, out, commit = load_corpus(), Path(a.out), git_commit()     # the commit whose code this process runs (taken before training)
+    cmd = 'python scripts/ablate_loso.py ' + ' '.join(shlex.quote(x) for x in sys.argv[1:])
+    for seed in a.seeds:
+        for lever in a.levers:
+            done = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=['lever', 'seed', 'held_out'])
+            have = set(done.held_out[(done.lever == lever) & (done.seed == seed)])
+            todo = [s for s in a.sources if s not in have]
+            if not todo: continue
+            kw = LEVERS[lever]
+            clf = search_classifier(DEFAULT) if kw is None else cnn_classifier('lenet_1d', a.profile, None, seed, device='cpu', **kw)
+            for row in evaluate(clf, sp, 'loso', lever, seed, sources=todo):
+                y, pred, classes = row.pop('_y'), row.pop('_pred'), row.pop('_classes'); row.pop('_model')
+                row['named_accuracy'], row['n_named'] = named_accuracy(y, pred, classes)
+                Path(a.runs).mkdir(parents=True, exist_ok=True)
+                np.savez(Path(a.runs, f"{lever}_s{seed}_{row['held_out']}.npz"), y=y, pred=pred, classes=np.array(classes))
+                row = dict(lever=lever, **{k: v for k, v in row.items() if k != 'model'}, profile=a.profile if kw is not None else '',
+                           hardware=hardware(), commit=commit, date=datetime.datetime.now().isoformat(timespec='seconds'), command=cmd)
+                df = pd.concat([pd.read_csv(out), pd.DataFrame([row])]) if out.exists() else pd.DataFrame([row])
+                df.to_csv(out, index=False)
+                print(f"{lever:16s} seed {seed} {row['held_out']:22s} acc {row['accuracy']:.3f} named {row['named_accuracy']:.3f} "
+                      f"{row['wall_s']:.0f}s", flush=True)
+
+def with_seed_file(df, seeds='results/seeds.csv'):
+    """`df` plus the shipped recipe's seed rows from `seeds` (`base_seeds`: lenet_1d, gpu profile, this CPU) for the folds, and in
+    the form, the rerun here lacks: all classes always, named polymers where the lab has no unnamed class (then both are equal)."""
+    if not Path(seeds).exists(): return df
+    s = pd.read_csv(seeds); s = s[(s.protocol == 'loso') & s.seed.isin(df.seed[df.lever != 'search_default'])]   # the seeds the levers ran
+    n_named = df.groupby('held_out').apply(lambda g: (g.n_named == g.n_test).all(), include_groups=False)
+    rows = s.assign(lever='base_seeds', named_accuracy=[a if n_named.get(h, False) else np.nan for a, h in zip(s.accuracy, s.held_out)])
+    return pd.concat([df, rows[['lever', 'held_out', 'seed', 'accuracy', 'named_accuracy', 'n_test', 'commit']]], ignore_index=True)
+
+def table(df):
+    "Per lever and held-out lab: accuracy (mean over seeds) in both forms, the number of seeds and their spread (sd of the per-seed mean over the labs it ran)."
+    rows = []
+    for form, col in (('all classes', 'accuracy'), ('named polymers', 'named_accuracy')):
+        t = df.groupby(['lever', 'held_out'], sort=False)[col].mean().unstack('held_out')
+        t = t.reindex(columns=[s for s in LOSO_SOURCES if s in t.columns])
+        per_seed = df.groupby(['lever', 'seed'])[col].mean().groupby('lever')
+        t['seeds'], t['sd_seeds'] = per_seed.size(), per_seed.std()
+        rows.append(t.assign(form=form).reset_index().set_index(['form', 'lever']))
+    return pd.concat(rows).round(3)
+
+def md(t):
+    "A markdown table of `t` (index included), NaN as blank."
+    t = t.reset_index()
+    counts = ('n', 'true', 'seeds')
+    cell = lambda c, v: '' if pd.isna(v) else str(int(v)) if c in counts else f'{v:.3f}' if isinstance(v, float) else str(v)
+    return '\n'.join(['| ' + ' | '.join(t.columns) + ' |', '|' + ' --- |' * len(t.columns)] +
+                      ['| ' + ' | '.join(cell(c, v) for c, v in zip(t.columns, r)) + ' |' for r in t.itertuples(index=False)])
+
+def prose(df, t):
+    "What each lever gave, seed 0, on the labs it ran: against the shipped recipe (rerun here, else `base_seeds`) and search DEFAULT."
+    out = []
+    for lever in [l for l in t.loc['all classes'].index if l not in ('base', 'base_seeds', 'search_default')]:
+        labs = [h for h in LOSO_SOURCES if ((df.lever == lever) & (df.held_out == h) & (df.seed == 0)).any()]
+        for form in ('all classes', 'named polymers'):
+            tf = t.loc[form]
+            base = lambda h: tf.loc['base', h] if 'base' in tf.index and pd.notna(tf.loc['base', h]) else tf.loc['base_seeds', h] if 'base_seeds' in tf.index else np.nan
+            r, b, s = (np.array(v, float) for v in ([tf.loc[lever, h] for h in labs], [base(h) for h in labs], [tf.loc['search_default', h] for h in labs]))
+            d = ', '.join(f"{h} {x:.3f} ({f'{x - y:+.3f}' if np.isfinite(y) else 'n/a'} vs base, {x - z:+.3f} vs search)" for h, x, y, z in zip(labs, r, b, s))
+            mb = f"{b.mean():.3f}" if np.isfinite(b).all() else 'n/a (a lab lacks the shipped recipe in this form)'
+            drop = df[(df.lever == lever) & (df.seed == 0)].set_index('held_out').n_low_signal.reindex(labs)
+            dropped = f" (training spectra dropped: {', '.join(f'{int(v)}' for v in drop)})" if form == 'all classes' and drop.fillna(0).gt(0).any() else ''
+            out.append(f"- `{lever}`, {form}{dropped}: mean over {', '.join(labs)} {r.mean():.3f}, shipped recipe {mb}, search DEFAULT {s.mean():.3f}; per lab {d}.")
+    return '\n'.join(out)
+
+def spread(ran, seeds='results/seeds.csv'):
+    "One sentence: the largest per-lab change a lever made (all classes, seed 0) against the shipped recipe's own spread over seeds."
+    if not Path(seeds).exists(): return ''
+    s = pd.read_csv(seeds); s = s[s.protocol == 'loso']
+    sd = s.groupby('held_out').accuracy.std()
+    base = s[s.seed == 0].set_index('held_out').accuracy.combine_first(ran[ran.lever == 'base'].set_index('held_out').accuracy)
+    lev = ran[~ran.lever.isin(['base', 'search_default']) & (ran.seed == 0)]
+    if not len(lev): return ''
+    d = (lev.accuracy.to_numpy() - base.reindex(lev.held_out).to_numpy())
+    i = int(np.nanargmax(np.abs(d)))
+    return (f"Largest per-lab change of any lever against the shipped recipe (all classes, seed 0): {d[i]:+.3f} "
+            f"(`{lev.lever.iloc[i]}`, {lev.held_out.iloc[i]}); the shipped recipe's own sd over seeds {sorted(set(s.seed))} per lab "
+            f"(`seeds.csv`): " + ', '.join(f"{h} {v:.3f}" for h, v in sd.reindex([h for h in LOSO_SOURCES if h in sd.index]).items()) + '.')
+
+def fold_preds(runs, lever, seed, held_out):
+    "(y, pred, classes) saved by `run` for one fold, or None."
+    f = Path(runs, f"{lever}_s{seed}_{held_out}.npz")
+    if not f.exists(): return None
+    z = np.load(f, allow_pickle=False)
+    return z['y'], z['pred'], [str(c) for c in z['classes']]
+
+def recall_table(df, runs, held_out, seed=0):
+    "Recall per true class (and test support) of every lever that ran fold `held_out` with `seed`, from the saved predictions."
+    cols = {}
+    for lever in df.lever[(df.held_out == held_out) & (df.seed == seed)].unique():
+        fp = fold_preds(runs, lever, seed, held_out)
+        if fp is None: continue
+        y, pred, classes = fp
+        c = pd.Series(np.asarray(classes)[y])
+        cols['n'] = c.value_counts()
+        cols[lever] = pd.Series(y == pred).groupby(c).mean()
+    return pd.DataFrame(cols).round(3).rename_axis('class') if cols else None
+
+def low_signal_predictions(df, runs, held_out, threshold, seed=0):
+    "What each lever predicts for the held-out lab's own spectra that score below `threshold`: counts per predicted class."
+    from mp_cnn.corpus import load_corpus
+    from mp_cnn.train import signal_score
+    from mp_cnn.augment import split_by_source
+    _, test = split_by_source(load_corpus(), held_out)
+    low = signal_score(test) < threshold
+    out = {}
+    for lever in df.lever[(df.held_out == held_out) & (df.seed == seed)].unique():
+        fp = fold_preds(runs, lever, seed, held_out)
+        if fp is None or len(fp[0]) != len(test): continue      # test restricted to training classes: align only when nothing was removed
+        y, pred, classes = fp
+        out[lever] = pd.Series(np.asarray(classes)[pred[low]]).value_counts()
+    if not out: return None
+    t = pd.DataFrame({'true': pd.Series(test.labels.to_numpy()[low]).value_counts(), **out})
+    return t.fillna(0).astype(int).rename_axis('class')
+
+def readme(path='results/loso_ablation.csv', readme_path='results/README.md', quality='results/corpus_quality.csv', runs='runs/loso_ablation'):
+    "Write the LOSO ablation section of results/README.md (between `<!-- loso_ablation -->` markers) from the CSVs: nothing typed."
+    ran = pd.read_csv(path)
+    df = with_seed_file(ran)
+    t = table(df)
+    same = ran[ran.lever == 'base'].merge(df[df.lever == 'base_seeds'], on=['held_out', 'seed'], suffixes=('', '_s'))
+    q = pd.read_csv(quality)
+    low = q[q.below > 0].sort_values('below', ascending=False)
+    cnn = ran[ran.lever != 'search_default']
+    sec = ['## Leave one source out: training levers (`loso_ablation.csv`, issue 12)', '',
+           f"`{ran.command.iloc[-1]}` and the other commands in "
+           f"`loso_ablation.csv`; lenet_1d, `{cnn.profile.iloc[0] if len(cnn) else ''}` profile, {cnn.hardware.iloc[0] if len(cnn) else ''}, "
+           f"commits {', '.join(sorted(set(cnn.commit.str[:7])))}; library search DEFAULT on the same folds. Named polymers = test spectra "
+           "whose true class is neither other_plastic nor non_plastic. `base_seeds` = the shipped recipe's rows in `seeds.csv` (same code path, "
+           "this CPU, commit " + ', '.join(sorted(set(df.commit[df.lever == 'base_seeds'].str[:7]))) + "); the rerun here (`base`) matches it on "
+           + ', '.join(f"{r.held_out} seed {r.seed} ({r.accuracy:.4f} vs {r.accuracy_s:.4f})" for r in same.itertuples()) + '.', '',
+           md(t), '', prose(df, t), '', spread(ran), '',
+           f"Spectral quality (`corpus_quality.csv`, `{q.command.iloc[0]}`): {int(q.below.sum())} of {int(q.spectra.sum())} spectra score below "
+           f"{q.threshold.iloc[0]:g}, most in " + ', '.join(f"{r.source} {r.label} ({int(r.below)} of {int(r.spectra)})" for r in low.head(3).itertuples()) + '.']
+    for held in ('villegas_camacho_2024', 'microplastix'):
+        r = recall_table(ran, runs, held)
+        if r is not None: sec += ['', f"Recall per class, {held} held out (seed 0, from the saved predictions):", '', md(r)]
+        t = low_signal_predictions(ran, runs, held, q.threshold.iloc[0])
+        if t is not None and len(t): sec += ['', f"{held}'s own spectra scoring below {q.threshold.iloc[0]:g} ({int(t.true.sum())}): `true` = how many carry each label, "
+                                             "the other columns = how many each lever predicts as that class:", '', md(t)]
+    text = '\n'.join(sec)
+    f = Path(readme_path); body = f.read_text()
+    if '<!-- loso_ablation -->' in body:
+        head, rest = body.split('<!-- loso_ablation -->'); _, tail = rest.split('<!-- /loso_ablation -->')
+    else: head, tail = body.rstrip('\n') + '\n\n', '\n'
+    f.write_text(head + '<!-- loso_ablation -->\n' + text + '\n<!-- /loso_ablation -->' + tail)
+    return text
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--levers', type=lambda s: s.split(','), default=['search_default', 'base'])
+    p.add_argument('--seeds', type=lambda s: [int(x) for x in s.split(',')], default=[0])
+    p.add_argument('--sources', type=lambda s: s.split(','), default=list(LOSO_SOURCES))
+    p.add_argument('--profile', default='gpu')
+    p.add_argument('--out', default='results/loso_ablation.csv')
+    p.add_argument('--runs', default='runs/loso_ablation')
+    p.add_argument('--table', action='store_true', help='print the LOSO table (both forms) from --out')
+    p.add_argument('--readme', action='store_true', help="write results/README.md's LOSO ablation section from --out")
+    a = p.parse_args(argv)
+    if a.table: return print(table(with_seed_file(pd.read_csv(a.out))).to_string())
+    if a.readme: return print(readme(a.out, runs=a.runs))
+    unknown = set(a.levers) - set(LEVERS)
+    if unknown: p.error(f"unknown lever(s) {sorted(unknown)}: choose from {sorted(LEVERS)}")
+    run(a)
+
+if __name__ == '__main__': main()
