@@ -172,7 +172,14 @@ def read_samoa_field(path, # `Samoa_Data.csv`
 # %% ../nbs/00d_sources.ipynb #e7732e25
 @dataclass
 class Source:
-    name: str; folder: str; files: tuple; reader: Callable; role: str; citation: str; licence: str; spectra: int
+    name: str # key in `SOURCES`, e.g. 'frond_2021'
+    folder: str # its folder in the data directory
+    files: tuple # its file names in `folder`
+    reader: Callable # reads its `files` (passed in order) into `(wavenumbers, X, meta)`
+    role: str # 'labelled', 'twin' (a duplicate of a labelled set) or 'unlabelled'
+    citation: str # the publication to cite
+    licence: str # the data's licence
+    spectra: int # how many spectra it holds
     def paths(self,
               data_dir=None, # data directory (default: `data_folder()`, i.e. `$MP_CNN_DATA` or the user cache)
              ):
