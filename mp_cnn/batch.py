@@ -25,7 +25,10 @@ def _expand(paths):
     for p in paths: out += sorted(glob.glob(p, recursive=True)) if glob.has_magic(p) else [p]
     return out or list(paths)
 
-def polymer_map(df, path, title=None):
+def polymer_map(df, # `classify_files` results with columns `x`, `y` (pixel) and `label`
+                path, # the image file to write
+                title=None, # plot title (optional)
+               ):
     "Save a map image of the labels in `df` (columns `x`, `y`, `label`) to `path`."
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -98,7 +101,8 @@ EXIT_CODES = {0: 'every file read and at least one spectrum classified (rows fla
               2: 'usage error: bad options, no checkpoint at --model, output not writable',
               3: 'partial: some spectra classified, but some files could not be read (their error rows say why)'}
 
-def classify_cli(argv=None):
+def classify_cli(argv=None, # command-line arguments (default: `sys.argv[1:]`)
+                ):
     "`mp-cnn classify`: classify spectrum files, folders or globs with the shipped (or `--model`) model; one CSV row per spectrum."
     p = argparse.ArgumentParser(prog='mp-cnn classify', description=classify_cli.__doc__.split(': ', 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog='exit codes:\n' + '\n'.join(f'  {k}  {v}' for k, v in EXIT_CODES.items()))

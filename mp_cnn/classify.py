@@ -34,7 +34,8 @@ def pretrained_dir():
     import mp_cnn
     return Path(mp_cnn.__file__).parent/'pretrained'
 
-def attribution(sources):
+def attribution(sources, # source names (keys of `SOURCES`)
+               ):
     "Citation and licence of each of `sources` (names in `SOURCES`)."
     return {s: dict(citation=SOURCES[s].citation, licence=SOURCES[s].licence) for s in sorted(sources)}
 
@@ -87,7 +88,9 @@ def input_flags(spectra:Spectra, # spectra as read (`meta` may hold `units_publi
     return np.array(out, dtype=object)
 
 # %% ../nbs/06_classify.ipynb #9dc63049
-def as_spectra(spectra, units=None):
+def as_spectra(spectra, # a `Spectra` or a `(wavenumbers, intensities)` pair (cm-1; n spectra x points)
+               units=None, # units of all rows ('A', '%T', 'T', '%R', 'R'); default: `units_published`, else guessed
+              ):
     "A `Spectra` from a `Spectra` or a `(wavenumbers, intensities)` pair; `units` ('A', '%T', 'T', '%R', 'R') overrides `units_published`."
     if not isinstance(spectra, Spectra):
         wn, X = spectra
@@ -103,7 +106,9 @@ def _softmax(z):
     e = np.exp(z)
     return e / e.sum(1, keepdims=True)
 
-def conformal_quantile(scores, alpha):
+def conformal_quantile(scores, # nonconformity scores of calibration spectra (1 - probability of the true class)
+                       alpha, # error rate, e.g. 0.05 for 95% coverage
+                      ):
     "Split-conformal quantile of calibration nonconformity `scores` at error rate `alpha` (the ceil((n+1)(1-alpha))-th smallest)."
     s = np.sort(np.asarray(scores, np.float64))
     k = int(np.ceil((len(s) + 1) * (1 - alpha)))
@@ -314,7 +319,10 @@ def lenet_logits_torch(net, # `fold_lenet`'s weights
         return x.numpy()
 
 # %% ../nbs/06_classify.ipynb #b44732b1
-def calibrate(clf, spectra, quantile=0.05):
+def calibrate(clf, # the `Classifier` to calibrate
+              spectra, # labelled calibration spectra of its classes, kept out of training
+              quantile=0.05, # quantile of the top probability of correct predictions used as rejection threshold
+             ):
     "Calibration dict (rejection threshold, conformal scores, accuracy) of `clf` on labelled `spectra` of its classes."
     X, flags = clf.prepare(spectra)
     y = pd.Categorical(spectra.labels[flags == ''], categories=clf.classes).codes
@@ -415,9 +423,12 @@ def predict(self:Classifier, spectra, # a `Spectra` or a `(wavenumbers, intensit
 # %% ../nbs/06_classify.ipynb #7ffc4ddd
 def fit_default(out, # the checkpoint folder to write
                 spectra=None, # labelled spectra (default: the corpus)
-                seed=0, epochs=None, # seed of the split and the training; epochs (default: the profile's)
+                seed=0, # seed of the split and the training
+                epochs=None, # epochs (default: the profile's)
                 calib_size=0.15, # share of physical groups kept out of training for calibration
-                profile='gpu', model='lenet_1d', verbose=1,
+                profile='gpu', # training profile, a key of `train.PROFILES` ('cpu', 'gpu', 'tiny')
+                model='lenet_1d', # architecture, one of `models.MODEL_NAMES`
+                verbose=1, # 0 quiet, 1 a line per epoch, 2 a live progress bar too
                 open_set=True, # also fit chapter 5a's open-set rule and reference library (`fit_open_set`) on the same split
                ):
     "Train `model` on `spectra` minus calibration groups, calibrate, fit the open-set rule, and write it all to `out`; the `Classifier`."
@@ -461,7 +472,11 @@ def _in_set(sets, labels):
     "Whether each label is in its '|'-joined prediction set."
     return np.array([isinstance(s, str) and l in s.split('|') for s, l in zip(sets, labels)])
 
-def open_set_report(clf, known, novel, alphas=(0.05, 0.1)):
+def open_set_report(clf, # the `Classifier` to assess
+                    known, # labelled test spectra of its classes
+                    novel, # labelled spectra of classes it never saw
+                    alphas=(0.05, 0.1), # conformal error rates for coverage and set size
+                   ):
     "Open-set scores of `clf` on labelled `known` test spectra (of its classes) and `novel` ones (classes it never saw)."
     y = known.labels.astype(str).to_numpy()
     r = clf.predict(known, alpha=alphas[0])

@@ -21,7 +21,8 @@ def _usage():
     cmds = '\n'.join(f"  {k:<10}{v[2]}" for k, v in COMMANDS.items())
     return f"usage: mp-cnn COMMAND [options]\n\ncommands:\n{cmds}\n\n`mp-cnn COMMAND --help` for a command's options."
 
-def main(argv=None):
+def main(argv=None, # command-line arguments, subcommand first (default: `sys.argv[1:]`)
+        ):
     "Entry point of the `mp-cnn` console script: dispatch `argv` (default `sys.argv[1:]`) to a subcommand."
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ('-h', '--help'):

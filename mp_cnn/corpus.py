@@ -93,7 +93,9 @@ def _compile_corpus(names, grid, d):
     return c, drops, dict(grouped_near_duplicates=int(same.sum()), merged_into_other_plastic=sorted(small))
 
 # %% ../nbs/00e_corpus.ipynb #0f549a0d
-def save_spectra(spectra, path):
+def save_spectra(spectra, # the `Spectra` to write
+                 path, # file path without suffix: `.npz`, `.json` (and `.info.json`) are added
+                ):
     "Write `spectra` to `path`.npz (axis, float32 matrix) and `path`.json (metadata with its schema), plus `path`.info.json when it carries `drops`/`info`: no pickle."
     f = Path(path)
     f.parent.mkdir(parents=True, exist_ok=True)
@@ -104,7 +106,8 @@ def save_spectra(spectra, path):
         f.with_suffix('.info.json').write_text(json.dumps({**getattr(spectra, 'info', {}), 'drops': drops.to_dict('records')}))
     return f
 
-def load_spectra(path):
+def load_spectra(path, # the path given to `save_spectra` (no suffix)
+                ):
     "The `Spectra` that `save_spectra` wrote to `path`."
     f = Path(path)
     if not f.with_suffix('.npz').exists(): raise FileNotFoundError(f"{f.with_suffix('.npz')} not found: write it with save_spectra(spectra, {str(f)!r})")
@@ -129,7 +132,11 @@ def _corpus_key(names, grid, d):
             h.update(f'{p.name}:{st.st_size if st else -1}:{st.st_mtime_ns if st else -1}'.encode())
     return h.hexdigest()[:20]
 
-def load_corpus(sources=None, grid=None, data_dir=None, cache=True):
+def load_corpus(sources=None, # names of `SOURCES` to pool (default: every labelled dataset plus the twins)
+                grid=None, # ascending wavenumbers (cm-1) to resample onto (default: `DEFAULT_GRID`, 650-3998 step 4)
+                data_dir=None, # data directory (default: `data_folder()`, i.e. `$MP_CNN_DATA` or the user cache)
+                cache=True, # read the cached corpus if present (`$MP_CNN_CACHE` or the user cache) and write it otherwise
+               ):
     "All labelled datasets (`sources`, default: every labelled dataset plus the twins, which are counted and dropped) on one grid; cached."
     names = list(sources) if sources is not None else LABELLED + list(TWINS)
     for n in names:

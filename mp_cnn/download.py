@@ -46,7 +46,9 @@ def _mirrored(url):
     m = os.environ.get('MP_CNN_UPSTREAM')
     return m.rstrip('/') + '/' + url[len(_GH):] if m and url and url.startswith(_GH) else url
 
-def make_file_registry(shared_dir, out=None):
+def make_file_registry(shared_dir, # a data folder whose source folders hold `SHA256SUMS` files
+                       out=None, # a CSV path to write the registry to (optional)
+                      ):
     "Build the file registry (folder, file, sha256, url) from the `SHA256SUMS` files under `shared_dir`; write it to `out` if given. Files with no pinned upstream (`foreign_files/`: reader test material, never shipped) are left out."
     rows = []
     for sums in sorted(Path(shared_dir).glob('*/SHA256SUMS')):
@@ -66,7 +68,9 @@ def file_registry():
     return pd.read_csv(Path(mp_cnn.__file__).parent/'registry'/'files.csv', dtype=str, keep_default_na=False).replace({'url': {'': None}})
 
 # %% ../nbs/00c_download.ipynb #deb34760
-def data_folder(path=None, create=False):
+def data_folder(path=None, # an explicit data directory (default: `$MP_CNN_DATA`, else the per-user cache)
+                create=False, # create `path` when it does not exist
+               ):
     "The data directory: `path`, else `$MP_CNN_DATA`, else the per-user cache (created, as is `path` when `create`)."
     if path and create: Path(path).expanduser().mkdir(parents=True, exist_ok=True)
     p = path or os.environ.get('MP_CNN_DATA')
@@ -87,7 +91,9 @@ def data_folder(path=None, create=False):
 class DataFileError(OSError):
     "A data file that is missing, corrupt or truncated."
 
-def sha256(path, chunk=1 << 20):
+def sha256(path, # the file to hash
+           chunk=1 << 20, # bytes read at a time
+          ):
     "Hex sha256 of the file at `path`."
     h = hashlib.sha256()
     with open(path, 'rb') as f:
@@ -129,7 +135,10 @@ def fetch(folder:str, # a source folder of the registry, e.g. 'samoa' or 'microp
         paths.append(p)
     return paths
 
-def fetch_all(data_dir=None, base_url=None, progress=True):
+def fetch_all(data_dir=None, # where the folders go (default: `data_folder()`)
+              base_url=None, # a mirror laid out like the shared folder, `<base_url>/<folder>/<file>`; default: the pinned upstream URLs
+              progress=True, # show progress bars
+             ):
     "Fetch and check every registered source folder (MicroplastiX is rebuilt from upstream unless `base_url` serves its tables)."
     return {f: fetch(f, data_dir, base_url, progress) for f in file_registry().folder.unique()}
 
@@ -139,7 +148,8 @@ import math
 MPX_METADATA_BLOB = '217ffeb255b651a6b50fa946be444f094ffbd1c4'  # git blob id of metadata.xlsx at MPX_REPO (PROVENANCE.md)
 _MPX_HEAD = ['file', 'Region', 'Campaign', 'State', 'Treatment', 'Exposure_days', 'Polymer', 'Polymer_ID', 'SpecNo', 'ATRcorrection', 'BaselineCorrection']
 
-def git_blob_sha1(path):
+def git_blob_sha1(path, # the file to hash
+                 ):
     "The id git gives the file at `path` (sha1 of 'blob <size>\\0' + its bytes): checks a download against a pinned commit's tree."
     b = Path(path).read_bytes()
     return hashlib.sha1(b'blob %d\0' % len(b) + b).hexdigest()
@@ -170,7 +180,8 @@ def read_mpx_spectrum(path, # one upstream `spectra/*_ATR_*.csv` file (`cm-1,A`)
 
 def _pct_T(y): return np.round(10 ** (2 - y), 2)
 
-def mpx_encoding(y):
+def mpx_encoding(y, # one upstream MicroplastiX absorbance spectrum, float64
+                ):
     "How upstream absorbance `y` was made: 'A_4dec' (4 decimals), 'pctT_2dec' (A = 2 - log10 %T, %T to 2 decimals) or 'float'."
     if np.array_equal(np.round(y, 4), y): return 'A_4dec'
     with np.errstate(all='ignore'):

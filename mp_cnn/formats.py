@@ -34,7 +34,15 @@ def looks_raman(lo, # first wavenumber of each spectrum (cm-1)
     "Whether spectra measured from `lo` to `hi` cm-1 look like Raman shifts: below 350 at the start and 3600 at the end (mid-IR runs about 400-4000)."
     return (np.asarray(lo) < 350) & (np.asarray(hi) < 3600)
 
-def file_spectra(path, wn, X, fmt, units=None, spectrum=None, raman=False, **meta):
+def file_spectra(path, # the file the spectra were read from
+                 wn, # their wavenumber axis (cm-1), ascending or not
+                 X, # intensities, n spectra x points (or one 1-D spectrum)
+                 fmt, # the format's name, stored in `meta` (e.g. 'spa', 'csv')
+                 units=None, # units of all rows ('A', '%T', 'T', '%R', 'R'); None: guessed per spectrum
+                 spectrum=None, # a name per row (default: its row number 0, 1, ...)
+                 raman=False, # the axis is a Raman shift: sets `technique_hint` to 'raman'
+                 **meta, # further `meta` columns, one value for all rows
+                ):
     "A `Spectra` of the rows `X` on axis `wn` read from `path`, with the common `meta` columns; `units` None means guess."
     X = np.atleast_2d(np.asarray(X, np.float64))
     n = len(X)
@@ -51,7 +59,8 @@ def file_spectra(path, wn, X, fmt, units=None, spectrum=None, raman=False, **met
     return sp
 
 # %% ../nbs/00a_formats.ipynb #0454004c
-def text_lines(path):
+def text_lines(path, # a text file: UTF-8, UTF-16 with its BOM, else Latin-1
+              ):
     raw = Path(path).read_bytes()
     if raw[:2] in (b'\xff\xfe', b'\xfe\xff'): text = raw.decode('utf-16', 'replace')     # UTF-16 with its BOM (Windows tools)
     else:

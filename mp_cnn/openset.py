@@ -50,7 +50,11 @@ SHARE_ALIKE = ("References from MicroplastiX (Lenz et al. 2023) are CC BY-SA 4.0
 
 class Library:
     "Reference spectra in a model's input space (float16, `grid`), with `meta`: label, dataset, source, sample_id, group, licence, n (cluster size)."
-    def __init__(self, X, meta, grid=DEFAULT_GRID):
+    def __init__(self,
+                 X, # reference spectra in model-input space, n references x grid points (stored as float16)
+                 meta, # one row per reference: label, dataset, source, sample_id, group, licence, n
+                 grid=DEFAULT_GRID, # their wavenumber axis (cm-1)
+                ):
         self.X, self.meta, self.grid = np.asarray(X, np.float16), pd.DataFrame(meta).reset_index(drop=True), np.asarray(grid, np.float64)
         self.classes = sorted(self.meta['label'].unique())
         self.codes = pd.Categorical(self.meta['label'], categories=self.classes).codes
@@ -62,7 +66,8 @@ def build_library(spectra:Spectra, # training spectra with meta label, dataset, 
                   X, # their model input (n x grid), as the network sees it
                   per=8, # one reference per `per` spectra of a (class, dataset)...
                   max_k=40, # ...and at most `max_k` of them
-                  seed=0):
+                  seed=0, # seed of the k-means initialisation
+                 ):
     "A `Library` of k-means medoids of `X` per (class, dataset), each carrying its source, sample id and licence."
     m, Z, keep, size = spectra.meta.reset_index(drop=True), unit_rows(X), [], []
     for _, idx in m.groupby(['label', 'dataset'], sort=True).indices.items():
@@ -91,8 +96,10 @@ def load_library(path, # a folder written by `Library.save`
 
 # %% ../nbs/05a_openset.ipynb #69fa338a
 @patch
-def match(self:Library, X, # (n, grid) model input
-          chunk=4096):
+def match(self:Library,
+          X, # (n, grid) model input
+          chunk=4096, # query rows per matrix product (bounds memory)
+         ):
     "(index of the best reference, its Pearson r, best r per class (n x classes in `self.classes`)) of each row of `X`."
     best, r, per = np.zeros(len(X), int), np.zeros(len(X), np.float32), np.full((len(X), len(self.classes)), -1, np.float32)
     for a in range(0, len(X), chunk):
@@ -113,7 +120,8 @@ def evidence(self:Library, X, # (n, grid) model input
 # %% ../nbs/05a_openset.ipynb #ac89eb7f
 def logits_features(model, # a chapter-3 model
                     X, # (n, grid) model input
-                    bs=2048):
+                    bs=2048, # spectra per batch
+                   ):
     "(logits, penultimate features) of `model` on `X` as float32 numpy arrays; features are the last linear layer's input."
     import torch   # here, not at the top: the classifier's numpy path uses this chapter without torch
     last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
@@ -143,7 +151,8 @@ def fit_feature_stats(logits, # (n, k) training logits
                       y, # (n,) class codes
                       n_bank=4000, # training features kept for kNN
                       tail=20, # OpenMax's Weibull tail size
-                      seed=0):
+                      seed=0, # seed of the subsample kept in the kNN bank
+                     ):
     "Dict of float32 arrays the feature scores need: class means and shared precision (Mahalanobis), a bank of unit features (kNN), mean logits and Weibull tails (OpenMax)."
     k, d = logits.shape[1], feats.shape[1]
     mu = np.stack([feats[y == c].mean(0) if (y == c).any() else np.full(d, np.inf) for c in range(k)])
@@ -169,9 +178,12 @@ def _openmax(L, mav, wb, alpha=3):
 
 def open_set_scores(stats, # from `fit_feature_stats`
                     lib:Library, # references; its classes must be the model's
-                    X, logits, feats, # model input, logits and features of the spectra to score
+                    X, # model input of the spectra to score, n x grid points
+                    logits, # their logits (n, k)
+                    feats, # their penultimate features (n, d)
                     only=SCORES, # the scores to compute (the library match is always made: it is the evidence)
-                    k=5):
+                    k=5, # neighbour rank used by the kNN score
+                   ):
     "DataFrame of the scores in `only` (higher = more like the training classes) with `pred` and the best reference's index."
     pred, need = logits.argmax(1), set(only)
     if need & {'softmax', 'energy'}: from scipy.special import logsumexp, softmax   # only where needed: the classifier starts fast
@@ -202,7 +214,9 @@ def class_quantiles(cal_scores, # `open_set_scores` of calibration spectra
 BLANK_KINDS = ('noise', 'baseline', 'water vapour', 'CO2', 'vapour + CO2 + baseline')
 
 def blank_spectra(n=50, # how many (cycling through `BLANK_KINDS`)
-                  seed=0, wavenumbers=DEFAULT_GRID):
+                  seed=0, # random seed
+                  wavenumbers=DEFAULT_GRID, # their axis (cm-1)
+                 ):
     "`Spectra` of `n` sample-free scans in absorbance: noise, baseline, water-vapour and CO2 lines, no polymer band."
     from mp_cnn.augment import atmosphere_bands   # imports torch: only where blanks are made
     g, wn = np.random.default_rng(seed), np.asarray(wavenumbers, np.float64)
@@ -252,9 +266,12 @@ def auroc(known, # scores of known-class spectra
     return float((r[:len(k)].sum() - len(k) * (len(k) + 1) / 2) / (len(k) * len(u)))
 
 def open_set_metrics(y_known, # true codes of known-class test spectra
-                     pred_known, rejected_known, # their predictions and whether the rule flags them
+                     pred_known, # their predicted codes
+                     rejected_known, # whether the rule flags each of them
                      rejected_unknown, # whether it flags each unknown
-                     score_known=None, score_unknown=None):
+                     score_known=None, # open-set scores of the known spectra (for AUROC; optional)
+                     score_unknown=None, # scores of the unknowns (for AUROC)
+                    ):
     "Known acceptance, unknown rejection, AUROC, closed-set and open-set accuracy (an unknown is right only when flagged)."
     ok = (np.asarray(pred_known) == np.asarray(y_known)) & ~np.asarray(rejected_known, bool)
     n = len(ok) + len(rejected_unknown)
@@ -277,7 +294,14 @@ _WHY = dict(softmax=lambda v, t, c: f"p={v:.2f} < {t:.2f}", energy=lambda v, t, 
 
 class OpenSetRule:
     "Flags spectra unlike the known classes by `method` at thresholds `thr` set on calibration spectra; shows each one's best reference."
-    def __init__(self, method, thr, stats, library:Library, classes, info=None):
+    def __init__(self,
+                 method, # score names joined by '+', e.g. 'mahalanobis+hqi_pred'
+                 thr, # threshold per score name (`thresholds`)
+                 stats, # feature statistics from `fit_feature_stats`
+                 library:Library, # the reference `Library`; its classes must be `classes`
+                 classes, # the model's class names, in order
+                 info=None, # facts about the fit (acceptance, calibration size, ...), saved with the rule
+                ):
         if list(library.classes) != list(classes): raise ValueError(f"library classes {library.classes} differ from the model's {list(classes)}")
         self.method, self.thr, self.stats, self.library, self.classes, self.info = method, dict(thr), stats, library, list(classes), dict(info or {})
 
@@ -334,11 +358,17 @@ def load(cls:OpenSetRule, path, # a folder written by `OpenSetRule.save`
     return cls(j['method'], j['thresholds'], load_file(str(path/'openset.safetensors')), load_library(path), j['classes'], j['info'])
 
 # %% ../nbs/05a_openset.ipynb #4b40ae24
-def fit_open_set(model, classes, # the network and its class names
-                 fit:Spectra, cal:Spectra, # its training spectra and calibration spectra (disjoint physical samples)
+def fit_open_set(model, # the trained network
+                 classes, # its class names, in order
+                 fit:Spectra, # its training spectra (the library is built from them)
+                 cal:Spectra, # calibration spectra, physical samples disjoint from `fit` (thresholds)
                  out=None, # a checkpoint folder to save the rule and library in (optional)
                  pipeline=None, # preprocessing config (default: chapter 1's DEFAULT, as `fit_corpus` trains)
-                 method=DEFAULT_RULE, acceptance=0.95, per=8, max_k=40):
+                 method=DEFAULT_RULE, # score names joined by '+' (default: `DEFAULT_RULE`)
+                 acceptance=0.95, # fraction of calibration spectra the rule must accept
+                 per=8, # one library reference per `per` spectra of a (class, dataset)...
+                 max_k=40, # ...and at most `max_k` of them
+                ):
     "An `OpenSetRule` for `model`: library and feature statistics from `fit`, thresholds from `cal`; saved to `out` if given."
     from mp_cnn.preprocess import Pipeline, DEFAULT
     pipe = Pipeline.from_config(pipeline or DEFAULT)
@@ -350,10 +380,13 @@ def fit_open_set(model, classes, # the network and its class names
     return rule
 
 # %% ../nbs/05a_openset.ipynb #9abf3b49
-def plot_match(library:Library, x, # one spectrum's model input
+def plot_match(library:Library, # the `Library` holding the reference
+               x, # one spectrum's model input
                ref_index:int, # its best reference (`evidence`'s `ref_index`)
-               title=None, path=None, # a PNG to write (dpi 72), if given
-               ax=None):
+               title=None, # an axis title (optional)
+               path=None, # a PNG to write (dpi 72), if given
+               ax=None, # a matplotlib axis (default: a new figure)
+              ):
     "The query `x` over reference `ref_index` of `library`, labelled with the reference's label, source, id and Pearson r."
     import matplotlib.pyplot as plt
     q, ref, m = unit_rows(np.asarray(x)[None])[0], library.U[ref_index], library.meta.iloc[ref_index]

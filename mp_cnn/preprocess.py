@@ -28,7 +28,8 @@ def _name(meta, i):
             if c in meta and pd.notna(meta[c].iloc[i]): s += f" ({c}={meta[c].iloc[i]})"
     return s
 
-def check_spectra(spectra):
+def check_spectra(spectra, # the `Spectra` to check
+                 ):
     "Raise a ValueError naming the first spectrum that cannot be IR absorbance (axis not in cm-1, empty, too short, constant); return `spectra`."
     wn, X, meta = spectra.wavenumbers, spectra.X, spectra.meta
     if len(wn) < MIN_POINTS: raise ValueError(f"the axis has {len(wn)} points: an IR spectrum needs at least {MIN_POINTS}")
@@ -56,7 +57,8 @@ def _step(f):
     STEPS[f.__name__] = f
     return f
 
-def finite_spans(X):
+def finite_spans(X, # spectra, n spectra x points, NaN where not measured
+                ):
     "First and one-past-last finite column of every row."
     fin = np.isfinite(X)
     first = fin.argmax(1)
@@ -83,7 +85,10 @@ def _by_span(X, fn, min_len=1):
 
 # %% ../nbs/01_preprocess.ipynb #e15d7565
 @_step
-def absorbance(wn, X, units='auto'):
+def absorbance(wn, # ascending axis (cm-1)
+               X, # spectra on `wn`, n spectra x points
+               units='auto', # 'A', '%T', 'T', '%R', 'R', or 'auto' (guessed per row)
+              ):
     "Convert to absorbance with `data.to_absorbance`: `units` 'A', '%T', 'T', '%R', 'R', or 'auto' (per row, by `guess_units`)."
     dt = np.float32 if X.dtype == np.float32 else np.float64
     if units != 'auto': return wn, to_absorbance(X, units, dt)
@@ -104,7 +109,12 @@ def _resampler(wn, grid):
     return _RESAMPLERS[key]
 
 @_step
-def conform(wn, X, lo=650., hi=4000., res=4.):
+def conform(wn, # ascending axis (cm-1)
+            X, # spectra on `wn`, n spectra x points
+            lo=650., # first wavenumber of the grid (cm-1)
+            hi=4000., # end of the grid (cm-1, excluded)
+            res=4., # grid step (cm-1); None: keep the native points in [lo, hi]
+           ):
     "Resample onto the grid `np.arange(lo, hi, res)` (or, with `res=None`, keep the native points in [lo, hi])."
     if res is None:
         keep = (wn >= lo) & (wn <= hi)
@@ -114,7 +124,12 @@ def conform(wn, X, lo=650., hi=4000., res=4.):
 
 # %% ../nbs/01_preprocess.ipynb #bed3af08
 @_step
-def flatten(wn, X, lo=2200., hi=2420., mode='line'):
+def flatten(wn, # ascending axis (cm-1)
+            X, # spectra on `wn`, n spectra x points
+            lo=2200., # start of the band to replace (cm-1)
+            hi=2420., # end of the band (cm-1)
+            mode='line', # 'line' (straight line between the edges) or 'nan'
+           ):
     "Replace the band [lo, hi] (default: CO2) by the straight line between its edge values (`mode='line'`) or by NaN (`mode='nan'`)."
     band = np.flatnonzero((wn >= lo) & (wn <= hi))
     if not len(band): return wn, X
@@ -166,7 +181,11 @@ def _modpoly_rows(wn, X, poly_order=6, max_iter=100, tol=1e-3, improved=True):
     return np.where(W > 0, fit, np.nan)
 
 @_step
-def baseline(wn, X, method='imodpoly', **kw):
+def baseline(wn, # ascending axis (cm-1)
+             X, # spectra on `wn`, n spectra x points
+             method='imodpoly', # 'imodpoly', 'modpoly' or any `pybaselines` method name
+             **kw, # passed to the method (e.g. `poly_order`, `max_iter`, `tol`)
+            ):
     "Subtract a baseline: 'imodpoly'/'modpoly' vectorised here (`poly_order`, `max_iter`, `tol`), else any `pybaselines` method row by row."
     if method in ('imodpoly', 'modpoly'): return wn, X - _modpoly_rows(wn, X, improved=method == 'imodpoly', **kw)
     from pybaselines import Baseline
@@ -217,7 +236,13 @@ def _savgol_rows(B, window, polyorder, deriv):
     return Y
 
 @_step
-def smooth(wn, X, window=11, polyorder=3, deriv=0, abs=False):
+def smooth(wn, # ascending axis (cm-1)
+           X, # spectra on `wn`, n spectra x points
+           window=11, # Savitzky-Golay window length (points)
+           polyorder=3, # order of the local polynomial
+           deriv=0, # derivative order (0: smoothing only)
+           abs=False, # take the absolute value afterwards
+          ):
     "Savitzky-Golay smoothing (`deriv=0`) or derivative over each row's finite span; `abs=True` then takes the absolute value."
     def f(B):
         w = min(window, B.shape[1] - (1 - B.shape[1] % 2))
@@ -247,7 +272,10 @@ def smooth(wn, X, window=11, polyorder=3, deriv=0, abs=False):
 NORMS = ('minmax', 'snv', 'vector')
 
 @_step
-def normalise(wn, X, method='snv'):
+def normalise(wn, # ascending axis (cm-1)
+              X, # spectra on `wn`, n spectra x points
+              method='snv', # 'snv' (mean 0, sd 1), 'minmax' (to [0, 1]) or 'vector' (unit L2 norm)
+             ):
     "Normalise each row over its finite points: 'minmax' to [0, 1], 'snv' to mean 0 sd 1, 'vector' to unit L2 norm."
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)
@@ -258,14 +286,20 @@ def normalise(wn, X, method='snv'):
     return wn, (X - lo) / np.where(scale > 0, scale, 1)
 
 @_step
-def fillna(wn, X, value=0.):
+def fillna(wn, # ascending axis (cm-1)
+           X, # spectra on `wn`, n spectra x points
+           value=0., # what NaN becomes
+          ):
     "Replace NaN (ranges a spectrum does not cover) by `value`: the last step before a model."
     return wn, np.where(np.isnan(X), value, X)
 
 # %% ../nbs/01_preprocess.ipynb #e56b66f4
 class Pipeline:
     "A list of steps `{'step': name, **params}` applied in order to a `Spectra`; JSON-serialisable via `.config`."
-    def __init__(self, steps, check=True):
+    def __init__(self,
+                 steps, # dicts `{'step': name, **params}`, names from `STEPS`, applied in order
+                 check=True, # run `check_spectra` on the input first
+                ):
         self.steps, self.check = [dict(s) for s in steps], check
         for s in self.steps:
             if s.get('step') not in STEPS: raise ValueError(f"unknown step {s.get('step')!r} in {s}: use one of {list(STEPS)}")
@@ -323,7 +357,14 @@ def _pearson(Q, L, min_overlap):
     r[(n < min_overlap) | ~(den > 0)] = np.nan
     return r
 
-def library_search(query_X, library_X, library_labels, top_k=1, chunk=512, min_overlap=MIN_POINTS, return_index=False):
+def library_search(query_X, # query spectra, n x points (or one 1-D spectrum), preprocessed like the library
+                   library_X, # reference spectra, m x the same points
+                   library_labels, # a label per reference (m)
+                   top_k=1, # how many best hits to return per query
+                   chunk=512, # query rows per matrix product (bounds memory)
+                   min_overlap=MIN_POINTS, # fewest points finite in both for an r (fewer: NaN)
+                   return_index=False, # also return the indices of the hits in the library
+                  ):
     "Top-`top_k` library labels and Pearson r (hit quality) for every query row, over points finite in both; chunked float32 products."
     Q, L = np.asarray(query_X, np.float64), np.asarray(library_X, np.float64)
     if Q.ndim == 1: Q = Q[None]
@@ -345,7 +386,11 @@ def library_search(query_X, library_X, library_labels, top_k=1, chunk=512, min_o
     return (labels[idx], rr, idx) if return_index else (labels[idx], rr)
 
 # %% ../nbs/01_preprocess.ipynb #4739b5a7
-def loso_search(spectra, pipe, held_out=None, skip=('samoa', 'openspecy')):
+def loso_search(spectra, # labelled spectra with a `source` column in `meta`
+                pipe, # a `Pipeline` applied first (None: use `spectra` as they are)
+                held_out=None, # sources to use as queries (default: all but `skip`)
+                skip=('samoa', 'openspecy'), # sources never used as queries
+               ):
     "Top-1 library-search accuracy of `pipe` when each source in turn is the query and all other sources the library."
     p = pipe(spectra) if pipe is not None else spectra
     src, lab = p.meta['source'].to_numpy(), p.labels.to_numpy()

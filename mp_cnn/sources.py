@@ -56,27 +56,33 @@ def _read_xpectrass(path, source, dataset, units, technique='ATR'):
                       units_published=units)
     return wn, X, meta
 
-def read_frond(path):
+def read_frond(path, # `frond_2021.csv.xz` (xpectrass)
+              ):
     "FLOPP and FLOPP-e (De Frond et al. 2021): micro-ATR of virgin and environmental particles, published as %T."
     return _read_xpectrass(path, 'frond_2021', 'frond_2021', '%T')
 
-def read_kedzierski(path):
+def read_kedzierski(path, # `kedzierski_2019.csv.xz` (xpectrass)
+                   ):
     "Kedzierski et al. 2019 learning set: ATR absorbance scaled to a maximum of 100."
     return _read_xpectrass(path, 'kedzierski_2019', 'kedzierski_2019', 'A')
 
-def read_kedzierski_field(path):
+def read_kedzierski_field(path, # `kedzierski_2019_u.csv.xz` (xpectrass)
+                         ):
     "Kedzierski et al. 2019 Tara Mediterranean field particles: unlabelled (the `type` column holds station codes)."
     wn, X, m = _read_xpectrass(path, 'kedzierski_2019', 'kedzierski_2019_u', 'A')
     m['station'] = m.pop('raw_label'); m['raw_label'] = pd.NA; m['environmental'] = True
     return wn, X, m
 
-def read_villegas_camacho(path):
+def read_villegas_camacho(path, # `villegas_camacho_2024_c4.csv.xz` or `_c8` (xpectrass)
+                         ):
     "Villegas-Camacho et al. 2024 FTIR-PLASTIC: virgin industrial polymers (ATR), published as %T; c4 and c8 are the same samples."
     dataset = Path(path).name.split('.')[0]
     return _read_xpectrass(path, 'villegas_camacho_2024', dataset, '%T')
 
 # %% ../nbs/00d_sources.ipynb #59b6ec6e
-def read_microplastix(path, meta_path=None):
+def read_microplastix(path, # `mpx_atr.csv.gz`, the spectra table
+                      meta_path=None, # its metadata table (default: `mpx_atr_metadata.csv.gz` beside it)
+                     ):
     "MicroplastiX MPX_specDB (Lenz et al. 2023): ATR spectra of polymer sheets weathered and biofouled at sea at 3 sites for 7-183 days."
     path = Path(path)
     meta_path = Path(meta_path or path.parent/'mpx_atr_metadata.csv.gz')
@@ -95,7 +101,9 @@ def read_microplastix(path, meta_path=None):
                       baseline_corrected=df['BaselineCorrection'].eq(1).to_numpy())
     return wn, X, meta
 
-def read_primpke(path, clusters_path=None):
+def read_primpke(path, # `primpke2018_spectra.csv`
+                 clusters_path=None, # the id-to-cluster table (default: `clusterlist.csv` beside it)
+                ):
     "Primpke et al. 2018 reference database: 270 spectra, 1250-3600 cm-1 only, labelled by cluster."
     path = Path(path)
     df = pd.read_csv(path)
@@ -110,7 +118,8 @@ def read_primpke(path, clusters_path=None):
                       units_published='A', substance=sub.to_numpy())
     return wn, X, meta
 
-def read_primpke_sup4(path):
+def read_primpke_sup4(path, # `Primpke_sup4.csv` (Herb et al. 2024)
+                     ):
     "Primpke et al. 2018 as shared by Herb et al. 2024: 176 of the same measurements over 400-4000 cm-1, with abbreviations as labels."
     df = pd.read_csv(path, encoding='utf-8-sig')
     wn, X = _wide(df, ['Label'])
@@ -119,7 +128,8 @@ def read_primpke_sup4(path):
                       group=[f'primpke_2018:{i}' for i in ids], environmental=False, technique='ATR', units_published='A')
     return wn, X, meta
 
-def read_openspecy_lib(path):
+def read_openspecy_lib(path, # `test_lib.RData` (Open Specy 1.7.1)
+                      ):
     "The FTIR part of the Open Specy 1.7.1 test library (CC BY 4.0); its Raman spectra are left out (not mid-IR)."
     import rdata
     with warnings.catch_warnings():
@@ -137,7 +147,8 @@ def read_openspecy_lib(path):
                       technique=mode, units_published='A', organization=md['Organization'].astype(str).to_numpy())
     return wn, X, meta
 
-def read_samoa_reference(path):
+def read_samoa_reference(path, # `Samoa_supplementary_data.csv`
+                        ):
     "The 6 labelled reference spectra shipped with the Samoa beach batch (Herb et al. 2024)."
     df = pd.read_csv(path)
     wn, X = _wide(df, ['ID'])
@@ -147,7 +158,8 @@ def read_samoa_reference(path):
                       technique='unknown', units_published='A')
     return wn, X, meta
 
-def read_samoa_field(path):
+def read_samoa_field(path, # `Samoa_Data.csv`
+                    ):
     "Samoa beach particles (Herb et al. 2024): 100 unlabelled field spectra."
     df = pd.read_csv(path)
     mcols = ['Label', 'Location', 'Concentration', 'Latitude', 'Longitude', 'ID']
@@ -160,8 +172,18 @@ def read_samoa_field(path):
 # %% ../nbs/00d_sources.ipynb #e7732e25
 @dataclass
 class Source:
-    name: str; folder: str; files: tuple; reader: Callable; role: str; citation: str; licence: str; spectra: int
-    def paths(self, data_dir=None): return [data_folder(data_dir)/self.folder/f for f in self.files]
+    name: str # key in `SOURCES`, e.g. 'frond_2021'
+    folder: str # its folder in the data directory
+    files: tuple # its file names in `folder`
+    reader: Callable # reads its `files` (passed in order) into `(wavenumbers, X, meta)`
+    role: str # 'labelled', 'twin' (a duplicate of a labelled set) or 'unlabelled'
+    citation: str # the publication to cite
+    licence: str # the data's licence
+    spectra: int # how many spectra it holds
+    def paths(self,
+              data_dir=None, # data directory (default: `data_folder()`, i.e. `$MP_CNN_DATA` or the user cache)
+             ):
+        return [data_folder(data_dir)/self.folder/f for f in self.files]
 
 _FLOPP = ("De Frond H, Rubinovitz R, Rochman CM (2021) uATR-FTIR spectral libraries of plastic particles (FLOPP and FLOPP-e) "
           "for the analysis of microplastics. Analytical Chemistry 93:15878-15885. doi:10.1021/acs.analchem.1c02549")
@@ -275,7 +297,8 @@ def _openspecy_vocab(d):
     names = {**dict(zip(h['material'], h['material_type'])), **dict(zip(h['material_class'], h['material_type']))}
     return names, dict(zip(c['spectrum_identity'].astype(str).str.lower(), c['material']))
 
-def label_table(data_dir=None):
+def label_table(data_dir=None, # data directory (default: `data_folder()`, i.e. `$MP_CNN_DATA` or the user cache)
+               ):
     "Every raw label of every labelled dataset with its Open Specy material, plastic or not, and canonical fine class."
     return _label_table(str(data_folder(data_dir))).copy()
 
@@ -301,7 +324,9 @@ def _label_table(d):
     return t[['dataset', 'raw_label', 'fine_label', 'material', 'plastic', 'in_open_specy_vocabulary', 'note']].fillna({'note': ''})
 
 # %% ../nbs/00d_sources.ipynb #e9fe20ff
-def source_paths(src, data_dir):
+def source_paths(src, # a `Source` (an entry of `SOURCES`)
+                 data_dir, # data directory (default: `data_folder()`, i.e. `$MP_CNN_DATA` or the user cache)
+                ):
     "Paths of the source's files, fetched (and hash-checked) when missing."
     paths = src.paths(data_dir)
     if not all(p.exists() for p in paths): fetch(src.folder, data_dir)
@@ -315,7 +340,9 @@ def _read(src, paths):
         raise DataFileError(f"{paths[0]} could not be read as {src.name} ({type(e).__name__}: {e}). "
                             f"It may be truncated or corrupt: run mp_cnn.download.fetch({src.folder!r}) to check its sha256.") from e
 
-def load_source(name, data_dir=None):
+def load_source(name, # a key of `SOURCES`, e.g. 'frond_2021'
+                data_dir=None, # data directory (default: `data_folder()`, i.e. `$MP_CNN_DATA` or the user cache)
+               ):
     "One dataset as published: native ascending axis, absorbance, metadata; labelled datasets get `label` and `fine_label`."
     if name not in SOURCES: raise KeyError(f"unknown source {name!r}: one of {list(SOURCES)}")
     src = SOURCES[name]

@@ -30,7 +30,11 @@ def _as_index(idx, n):
 # %% ../nbs/00_spectra.ipynb #f91e5db7
 class Spectra:
     "A set of IR spectra on one ascending wavenumber axis (cm-1), one `meta` row per spectrum; NaN where not measured."
-    def __init__(self, wavenumbers, X, meta=None):
+    def __init__(self,
+                 wavenumbers, # the shared axis (cm-1), one value per point
+                 X, # intensities, n spectra x points (one 1-D spectrum is one row)
+                 meta=None, # a DataFrame with one row per spectrum (label, dataset, ...); default: empty
+                ):
         wn = np.asarray(wavenumbers, dtype=np.float64).ravel()
         X = np.asarray(X, dtype=np.float32)
         if X.ndim == 1: X = X[None]
@@ -52,7 +56,10 @@ class Spectra:
         return Spectra(self.wavenumbers, self.X[idx], self.meta.iloc[idx])
     @property
     def labels(self): return self.meta['label'] if 'label' in self.meta else pd.Series([pd.NA]*len(self), dtype='string')
-    def with_X(self, X, wavenumbers=None):
+    def with_X(self,
+               X, # new intensities, n spectra x points (same n and order)
+               wavenumbers=None, # their axis (cm-1); default: keep the current one
+              ):
         "The same spectra (same `meta`) with new intensities, optionally on a new axis."
         return Spectra(self.wavenumbers if wavenumbers is None else wavenumbers, X, self.meta.copy())
     def __repr__(self):
@@ -63,7 +70,9 @@ class Spectra:
         return s
 
 # %% ../nbs/00_spectra.ipynb #a366dc3a
-def concat(items, grid=None):
+def concat(items, # `Spectra` to stack (None entries are skipped)
+           grid=None, # ascending wavenumbers (cm-1) to resample every item onto; default: they must share an axis
+          ):
     "Stack several `Spectra` into one; they must share an axis unless `grid` is given, onto which each is resampled."
     items = [o for o in items if o is not None]
     if not items: raise ValueError("nothing to concatenate")
@@ -89,7 +98,10 @@ def _interp_rows(x, Y, xq):
     R[:, out] = np.nan
     return R
 
-def resample_array(wn, X, grid):
+def resample_array(wn, # ascending source axis (cm-1)
+                   X, # intensities on `wn`, n spectra x points
+                   grid, # ascending target axis (cm-1)
+                  ):
     "Resample rows of `X` from ascending axis `wn` onto ascending `grid`: bin averages when coarsening, else linear."
     wn, grid = np.asarray(wn, np.float64), np.asarray(grid, np.float64)
     X = np.atleast_2d(np.asarray(X, np.float64))
@@ -169,7 +181,8 @@ class Resampler:
 # %% ../nbs/00_spectra.ipynb #3ce3f214
 DEFAULT_GRID = np.arange(650., 4000., 4.)   # the corpus grid: 650-3998 cm-1, 4 cm-1 steps
 
-def unit_rows(X):
+def unit_rows(X, # spectra, n spectra x points; NaN counts as 0
+             ):
     "Rows centred and scaled to unit norm over their finite points (NaN -> 0), for correlations."
     Z = np.where(np.isnan(X), np.nan, X).astype(np.float64)
     Z = Z - np.nanmean(Z, 1, keepdims=True)
@@ -180,7 +193,10 @@ def unit_rows(X):
 # %% ../nbs/00_spectra.ipynb #6d083ef9
 UNITS = ('A', '%T', 'T', '%R', 'R')
 
-def to_absorbance(X, units='A', dtype=np.float64):
+def to_absorbance(X, # intensities, n spectra x points
+                  units='A', # their units: 'A' (absorbance), '%T', 'T', '%R' or 'R'
+                  dtype=np.float64, # dtype of the absorbance returned
+                 ):
     "Convert intensities in `units` (absorbance 'A', transmittance '%T' or 'T', reflectance '%R' or 'R') to absorbance, log10(1/x), as `dtype`."
     X = np.asarray(X, dtype)
     if units == 'A': return X
@@ -197,7 +213,8 @@ def _median_above(X, c, n):
     yes, no = above >= n // 2 + 1, above <= (n - 1) // 2   # both middle values above `c`, or neither
     return yes, ~(yes | no)
 
-def guess_units(X):
+def guess_units(X, # intensities, n spectra x points, units unknown
+               ):
     "Per spectrum, 'A', '%T' or 'T' judged from the shape: transmittance has a high baseline and downward bands."
     X = np.atleast_2d(np.asarray(X))
     if X.dtype not in (np.float32, np.float64): X = X.astype(np.float64)
@@ -231,8 +248,9 @@ def plot(self:Spectra,
          ax=None, # a matplotlib axis (default: a new figure)
          offset:float=0., # vertical offset between consecutive curves
          normalise:bool=False, # min-max scale each curve
-         alpha:float=0.8, lw:float=0.8, # line opacity and width
-         **kw # passed on to `ax.plot`
+         alpha:float=0.8, # line opacity
+         lw:float=0.8, # line width
+         **kw, # passed on to `ax.plot`
         ):
     "Plot up to `n` spectra (or the median of each group in `meta[by]`) against wavenumber, high to low as spectroscopists read it."
     import matplotlib.pyplot as plt
