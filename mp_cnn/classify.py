@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 from fastcore.basics import patch
 
 from .spectra import Spectra
@@ -20,11 +19,11 @@ from .sources import SOURCES
 from .preprocess import Pipeline, STEPS, MIN_POINTS, finite_spans
 from .formats import looks_raman
 from .openset import OpenSetRule
+from .fold import fold_lenet, lenet_logits, lenet_logits_torch
 
 # %% auto #0
 __all__ = ['MIN_COVERAGE', 'BLOCK', 'ID_COLUMNS', 'EVIDENCE', 'pretrained_dir', 'attribution', 'input_flags', 'as_spectra',
-           'conformal_quantile', 'Classifier', 'fold_lenet', 'lenet_logits', 'lenet_logits_torch', 'calibrate',
-           'fit_default', 'open_set_headline', 'open_set_report']
+           'conformal_quantile', 'Classifier', 'calibrate', 'fit_default', 'open_set_headline', 'open_set_report']
 
 # %% ../nbs/06_classify.ipynb #1243b09f
 MIN_COVERAGE = 0.5   # a spectrum must cover at least half of the model's wavenumber grid
@@ -250,73 +249,6 @@ def outputs(self:Classifier, spectra, # a `Spectra` or a `(wavenumbers, intensit
     finally:
         if engine == 'torch': torch.set_num_threads(threads)
     return tuple(np.concatenate(p) for p in zip(*parts))
-
-# %% ../nbs/06_classify.ipynb #50f9a85c
-def fold_lenet(w, # `lenet_1d`'s tensors (safetensors names) as numpy arrays
-               eps=1e-5, # batch norm's epsilon
-              ):
-    "`lenet_1d`'s weights for `lenet_logits`: batch norms folded into the convolutions, channels last, float32."
-    def conv(c, b):
-        g = w[f'net.features.{b}.weight'] / np.sqrt(w[f'net.features.{b}.running_var'] + eps)
-        W = w[f'net.features.{c}.weight'] * g[:, None, None]                      # (out, in, k)
-        return W.reshape(len(W), -1).T.astype(np.float32), (w[f'net.features.{b}.bias'] - w[f'net.features.{b}.running_mean'] * g).astype(np.float32), W.shape[2]
-    (W1, b1, k1), (W2, b2, k2) = conv(0, 1), conv(4, 5)
-    fc = [(w[f'net.classifier.{i}.weight'].T.astype(np.float32), w[f'net.classifier.{i}.bias'].astype(np.float32)) for i in (1, 3, 5)]
-    c2 = len(b2); pos = fc[0][0].shape[0] // c2
-    fc[0] = (fc[0][0].reshape(c2, pos, -1).transpose(1, 0, 2).reshape(c2 * pos, -1).copy(), fc[0][1])   # torch flattens (channel, position)
-    return dict(conv=[(W1, b1, k1), (W2, b2, k2)], fc=fc, pos=pos)
-
-def _conv_pool_relu(A, W, b, k):
-    "Folded conv (valid, channels last) -> max-pool 2 -> bias -> ReLU, for `A` (n, length, channels in)."
-    n, L, c = A.shape
-    L1, co = L - k + 1, W.shape[1]
-    Y = (sliding_window_view(A, k, axis=1).reshape(n * L1, c * k) @ W).reshape(n, L1, co)
-    Y = Y[:, :L1 // 2 * 2].reshape(n, L1 // 2, 2 * co)
-    Y = np.maximum(Y[..., :co], Y[..., co:])
-    Y += b
-    return np.maximum(Y, 0, out=Y)
-
-def lenet_logits(net, # `fold_lenet`'s weights
-                 X, # model input (n, length), float32
-                ):
-    "Logits (n, classes) of the folded `lenet_1d` on `X`, numpy only."
-    A = np.asarray(X, np.float32)[:, :, None]
-    for W, b, k in net['conv']: A = _conv_pool_relu(A, W, b, k)
-    n, L, c = A.shape; m = net['pos']
-    s, e = (np.arange(m) * L) // m, -(-(np.arange(1, m + 1) * L) // m)         # AdaptiveAvgPool1d's bins
-    C = np.concatenate([np.zeros((n, 1, c), np.float32), A.cumsum(1)], 1)
-    h = ((C[:, e] - C[:, s]) / (e - s)[:, None].astype(np.float32)).reshape(n, -1)
-    for i, (W, b) in enumerate(net['fc']):
-        h = h @ W + b
-        if i < len(net['fc']) - 1: np.maximum(h, 0, out=h)
-    return h
-
-def _torch_net(net):
-    "The folded weights as torch tensors, channels first (built once per `net`)."
-    import torch
-    if '_torch' not in net:
-        t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
-        conv = [(t(W.T.reshape(W.shape[1], -1, k)), t(b)) for W, b, k in net['conv']]
-        c, m = len(net['conv'][-1][1]), net['pos']
-        W1, b1 = net['fc'][0]
-        fc = [(t(W1.reshape(m, c, -1).transpose(1, 0, 2).reshape(m * c, -1).T), t(b1))] + [(t(W.T), t(b)) for W, b in net['fc'][1:]]
-        net['_torch'] = conv, fc
-    return net['_torch']
-
-def lenet_logits_torch(net, # `fold_lenet`'s weights
-                       X, # model input (n, length), float32
-                      ):
-    "`lenet_logits` with torch's kernels (the same folded weights): faster on large batches, once torch is imported."
-    import torch, torch.nn.functional as F
-    conv, fc = _torch_net(net)
-    with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(X, np.float32))[:, None]
-        for W, b in conv: x = F.relu(F.max_pool1d(F.conv1d(x, W, b), 2))
-        x = F.adaptive_avg_pool1d(x, net['pos']).flatten(1)
-        for i, (W, b) in enumerate(fc):
-            x = F.linear(x, W, b)
-            if i < len(fc) - 1: x = F.relu(x)
-        return x.numpy()
 
 # %% ../nbs/06_classify.ipynb #b44732b1
 def calibrate(clf, # the `Classifier` to calibrate

@@ -84,7 +84,7 @@ def test_numpy_net_matches_torch(clf, corpus):
     import torch
     X = clf.pipe.apply(corpus.wavenumbers, corpus.X[::11])[1]
     with torch.inference_mode(): want = clf.model(torch.from_numpy(X)).numpy()
-    from mp_cnn.classify import lenet_logits
+    from mp_cnn.fold import lenet_logits
     assert np.abs(lenet_logits(clf.net, X) - want).max() < 1e-4
 
 @pytest.mark.parametrize('engine', ['numpy', 'torch'])
