@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .spectra import Spectra
-from .preprocess import Pipeline, OPEN_SPECY, DEFAULT, library_search
+from .preprocess import Pipeline, OPEN_SPECY_STEPS, DEFAULT_STEPS, library_search
 from .augment import split_groups, split_by_source, augment_then_split, add_noise, label_codes
 from .models import count_params
 from .checkpoint import git_commit
@@ -114,7 +114,7 @@ def protocol_splits(spectra, # the corpus
     else: raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
 
 # %% ../nbs/05_evaluate.ipynb #224280d0
-def preprocessed(cfg, # a preprocessing config (chapter 1's `DEFAULT`, `OPEN_SPECY`, ...)
+def preprocessed(cfg, # a preprocessing config (chapter 1's `DEFAULT_STEPS`, `OPEN_SPECY_STEPS`, ...)
                  spectra:Spectra, # raw spectra
                 ) -> np.ndarray:
     "`spectra` through the pipeline `cfg`, as the float32 matrix the classifiers take."
@@ -132,9 +132,9 @@ def search_classifier(cfg, # the preprocessing config applied to both sides
 # %% ../nbs/05_evaluate.ipynb #de687f92
 def knn_classifier(k:int=5, # neighbours
                   ):
-    "Distance-weighted `k`-nearest neighbours (Euclidean) on DEFAULT-preprocessed spectra."
+    "Distance-weighted `k`-nearest neighbours (Euclidean) on `DEFAULT_STEPS`-preprocessed spectra."
     def f(train, test, classes):
-        L, Q, y = torch.as_tensor(preprocessed(DEFAULT, train)), torch.as_tensor(preprocessed(DEFAULT, test)), torch.as_tensor(label_codes(train, classes))
+        L, Q, y = torch.as_tensor(preprocessed(DEFAULT_STEPS, train)), torch.as_tensor(preprocessed(DEFAULT_STEPS, test)), torch.as_tensor(label_codes(train, classes))
         d, i = torch.cdist(Q, L).topk(min(k, len(L)), largest=False)
         P = torch.zeros(len(Q), len(classes)).scatter_add_(1, y[i], 1 / (d + 1e-6))
         P = P / P.sum(1, keepdim=True)
@@ -146,9 +146,9 @@ def logreg_classifier(steps:int=200, # LBFGS iterations
                       wd:float=1e-3, # L2 penalty on the weights
                       seed:int=0, # seeds the initial weights
                      ):
-    "Multinomial logistic regression: one torch linear layer on standardised DEFAULT-preprocessed spectra, LBFGS `steps`."
+    "Multinomial logistic regression: one torch linear layer on standardised `DEFAULT_STEPS`-preprocessed spectra, LBFGS `steps`."
     def f(train, test, classes):
-        X, Q = torch.as_tensor(preprocessed(DEFAULT, train)), torch.as_tensor(preprocessed(DEFAULT, test))
+        X, Q = torch.as_tensor(preprocessed(DEFAULT_STEPS, train)), torch.as_tensor(preprocessed(DEFAULT_STEPS, test))
         y = torch.as_tensor(label_codes(train, classes))
         mu, sd = X.mean(0), X.std(0) + 1e-6
         X, Q = (X - mu) / sd, (Q - mu) / sd
@@ -183,10 +183,10 @@ def cnn_classifier(name:str, # one of `MODEL_NAMES`
     epochs = epochs or hp['epochs']
     def f(train, test, classes):
         t0 = time.time()
-        ds, tr = training_data(train, classes, Pipeline.from_config(DEFAULT), hp, seed, rebalance=rebalance,
+        ds, tr = training_data(train, classes, Pipeline.from_config(DEFAULT_STEPS), hp, seed, rebalance=rebalance,
                                device=device or pick_device(), magnitudes=magnitudes, probabilities=probabilities,
                                min_signal=min_signal, source_balanced=source_balanced)
-        Q = preprocessed(DEFAULT, test)
+        Q = preprocessed(DEFAULT_STEPS, test)
         torch.manual_seed(seed)
         net = profile_model(name, len(classes), Q.shape[1], hp)
         t = Trainer(net, ds, None, bs=hp['bs'], lr=hp['lr'], wd=hp['wd'], label_smoothing=hp['label_smoothing'],
@@ -257,14 +257,14 @@ def speed_table(models:dict, # name -> CNN (on the device to time)
                 profile:str='cpu', # recorded only
                 bs:int=512, # CNN batch size
                ) -> pd.DataFrame:
-    "Spectra/s and peak MB of each CNN in `models` (dict name -> model) and of library search (Open Specy and DEFAULT pipelines) on `queries`."
+    "Spectra/s and peak MB of each CNN in `models` (dict name -> model) and of library search (`OPEN_SPECY_STEPS` and `DEFAULT_STEPS`) on `queries`."
     rows, n = [], len(queries)
-    for cfg_name, cfg in (('OPEN_SPECY', OPEN_SPECY), ('DEFAULT', DEFAULT)):
+    for cfg_name, cfg in (('OPEN_SPECY', OPEN_SPECY_STEPS), ('DEFAULT', DEFAULT_STEPS)):   # the labels results/ was written with
         L, _ = preprocessed(cfg, library), None
         Q, tpreprocessed, _ = timed(preprocessed, cfg, queries)
         _, t, mb = timed(library_search, Q, L, np.zeros(len(L)))
         rows.append(dict(method=f'library search ({cfg_name})', prep_s=tpreprocessed, classify_s=t, peak_mb=mb, library=len(L)))
-    Q, tpreprocessed, _ = timed(preprocessed, DEFAULT, queries)
+    Q, tpreprocessed, _ = timed(preprocessed, DEFAULT_STEPS, queries)
     for name, m in models.items():
         predict_logits(m, Q[:bs])   # warm-up
         _, t, mb = timed(predict_logits, m, Q, bs)

@@ -363,15 +363,15 @@ def fit_open_set(model, # the trained network
                  fit:Spectra, # its training spectra (the library is built from them)
                  cal:Spectra, # calibration spectra, physical samples disjoint from `fit` (thresholds)
                  out=None, # a checkpoint folder to save the rule and library in (optional)
-                 pipeline=None, # preprocessing config (default: chapter 1's DEFAULT, as `fit_corpus` trains)
+                 pipeline=None, # preprocessing config (default: chapter 1's `DEFAULT_STEPS`, as `fit_corpus` trains)
                  method=DEFAULT_RULE, # score names joined by '+' (default: `DEFAULT_RULE`)
                  acceptance=0.95, # fraction of calibration spectra the rule must accept
                  per=8, # one library reference per `per` spectra of a (class, dataset)...
                  max_k=40, # ...and at most `max_k` of them
                 ):
     "An `OpenSetRule` for `model`: library and feature statistics from `fit`, thresholds from `cal`; saved to `out` if given."
-    from mp_cnn.preprocess import Pipeline, DEFAULT
-    pipe = Pipeline.from_config(pipeline or DEFAULT)
+    from mp_cnn.preprocess import Pipeline, DEFAULT_STEPS
+    pipe = Pipeline.from_config(pipeline or DEFAULT_STEPS)
     Xf, Xc = [np.asarray(pipe(s).X, np.float32) for s in (fit, cal)]
     lib = build_library(fit, Xf, per, max_k)
     if list(lib.classes) != list(classes): raise ValueError(f"fit spectra hold classes {lib.classes}, the model {list(classes)}")

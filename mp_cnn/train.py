@@ -24,7 +24,7 @@ from fastcore.script import call_parse, anno_parser, store_true
 
 from .spectra import Spectra
 from .corpus import load_corpus
-from .preprocess import Pipeline, DEFAULT, GRID
+from .preprocess import Pipeline, DEFAULT_STEPS, CONFORM
 from .augment import split_groups, split_by_source, Augmenter, balance, ViewsDataset, label_codes
 from .models import get_model, MODEL_NAMES, time_steps
 from .checkpoint import cpu_state, save_checkpoint, load_checkpoint, checkpoint_grid
@@ -305,7 +305,7 @@ def signal_score(spectra:Spectra, # raw spectra, in any units chapter 1 converts
                  bands=QUALITY_BANDS, # (lo, hi) cm-1 ranges where the band height is taken
                 ) -> np.ndarray:
     "Band height over noise, per spectrum: the top of the smoothed, baseline-corrected absorbance in `bands` over the RMS residual of the smoothing (0 where `bands` hold no data)."
-    A = Pipeline.from_config([dict(step='absorbance', units='auto'), GRID, dict(step='flatten', mode='nan')])(spectra)
+    A = Pipeline.from_config([dict(step='absorbance', units='auto'), CONFORM, dict(step='flatten', mode='nan')])(spectra)
     S = Pipeline.from_config([dict(step='smooth', window=window, polyorder=3)])(A)
     B = Pipeline.from_config([dict(step='baseline', method='imodpoly', poly_order=3)])(S).X
     inside = np.zeros(len(A.wavenumbers), bool)
@@ -382,7 +382,7 @@ def fit_corpus(model:str='lenet_1d', # one of `MODEL_NAMES`
     if hp['subset'] and hp['subset'] < len(sp):
         sp = sp[np.sort(np.random.default_rng(seed).choice(len(sp), hp['subset'], replace=False))]
     classes = sorted(sp.meta['label'].unique())
-    prep = Pipeline.from_config(DEFAULT)
+    prep = Pipeline.from_config(DEFAULT_STEPS)
     train, valid = _split(sp, valid_size, seed, held_out)
     ds, train = training_data(train, classes, prep, hp, seed, device=pick_device(), min_signal=min_signal,
                               source_balanced=source_balanced)

@@ -12,7 +12,7 @@ from mp_cnn.corpus import load_corpus
 from mp_cnn.augment import split_groups, label_codes
 from mp_cnn.evaluate import cnn_classifier, evaluate, perturbed, preprocessed
 from mp_cnn.train import predict_logits
-from mp_cnn.preprocess import DEFAULT
+from mp_cnn.preprocess import DEFAULT_STEPS
 
 name, views = sys.argv[1], int(sys.argv[2])
 magnitudes = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None         # overrides of augment.MAGNITUDES
@@ -27,7 +27,7 @@ for p in protocols:
         if p == 'group':
             _, te = split_groups(sp, 0.2, 0); net = row['_model']; y = label_codes(te, row['_classes'])
             for kind, v in [('snr', 10), ('snr', 30), ('snr', 100), ('low', 1250), ('low', 750)]:
-                pr = predict_logits(net, preprocessed(DEFAULT, perturbed(te, kind, v))).argmax(1).numpy()
+                pr = predict_logits(net, preprocessed(DEFAULT_STEPS, perturbed(te, kind, v))).argmax(1).numpy()
                 line += f" {kind}{v} {(pr == y).mean():.3f}"
         accs.append(row['accuracy']); print(line, flush=True)
     print(f"{name} {p} MEAN {np.mean(accs):.3f}", flush=True)

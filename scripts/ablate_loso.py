@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 
 from mp_cnn.corpus import load_corpus
-from mp_cnn.preprocess import DEFAULT
+from mp_cnn.preprocess import DEFAULT_STEPS
 from mp_cnn.checkpoint import git_commit
 from mp_cnn.evaluate import evaluate, search_classifier, cnn_classifier, hardware, LOSO_SOURCES
 
@@ -40,7 +40,7 @@ def run(a):
             todo = [s for s in a.sources if s not in have]
             if not todo: continue
             kw = LEVERS[lever]
-            clf = search_classifier(DEFAULT) if kw is None else cnn_classifier('lenet_1d', a.profile, None, seed, device='cpu', **kw)
+            clf = search_classifier(DEFAULT_STEPS) if kw is None else cnn_classifier('lenet_1d', a.profile, None, seed, device='cpu', **kw)
             for row in evaluate(clf, sp, 'loso', lever, seed, sources=todo):
                 y, pred, classes = row.pop('_y'), row.pop('_pred'), row.pop('_classes'); row.pop('_model')
                 row['named_accuracy'], row['n_named'] = named_accuracy(y, pred, classes)

@@ -129,11 +129,11 @@ def main():
     a = p.parse_args()
     if a.stream: return stream(*a.stream)
     from mp_cnn.corpus import load_corpus
-    from mp_cnn.preprocess import Pipeline, OPEN_SPECY, library_search
+    from mp_cnn.preprocess import Pipeline, OPEN_SPECY_STEPS, library_search
     from mp_cnn.classify import Classifier
     from threadpoolctl import threadpool_limits
     corpus = load_corpus()
-    lib_pipe = Pipeline(OPEN_SPECY, check=False)
+    lib_pipe = Pipeline(OPEN_SPECY_STEPS, check=False)
     L, labels = lib_pipe(corpus).X, corpus.labels.astype(str).to_numpy()   # the library is prepared once, as in practice
     clf = Classifier.load()
     rule = clf.rule   # the shipped open-set rule: its match against the reference library and the evidence columns are timed with the CNN

@@ -16,7 +16,7 @@ import numpy as np, pandas as pd
 
 from mp_cnn.spectra import Spectra
 from mp_cnn.corpus import load_corpus
-from mp_cnn.preprocess import Pipeline, DEFAULT
+from mp_cnn.preprocess import Pipeline, DEFAULT_STEPS
 from mp_cnn.augment import atmosphere_bands
 from mp_cnn.checkpoint import git_commit
 from mp_cnn.train import signal_score
@@ -38,7 +38,7 @@ def main(argv=None):
     p.add_argument('--out', default='results/corpus_quality.csv')
     a = p.parse_args(argv)
     sp = load_corpus()
-    pre = Pipeline.from_config(DEFAULT)
+    pre = Pipeline.from_config(DEFAULT_STEPS)
     X = np.asarray(pre(sp).X, np.float64)
     m = sp.meta[['source', 'label', 'sample_id']].assign(score=signal_score(sp), typicality=typicality(sp, X))
     wn, rng = sp.wavenumbers, np.random.default_rng(0)

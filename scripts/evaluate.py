@@ -14,8 +14,9 @@ import argparse, time, datetime
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 
-from mp_cnn.corpus import load_corpus, load_spectra
-from mp_cnn.preprocess import OPEN_SPECY, DEFAULT
+from mp_cnn.spectra import Spectra
+from mp_cnn.corpus import load_corpus   # also gives Spectra.save/Spectra.load
+from mp_cnn.preprocess import OPEN_SPECY_STEPS, DEFAULT_STEPS
 from mp_cnn.augment import split_groups
 from mp_cnn.models import MODEL_NAMES, time_steps
 from mp_cnn.checkpoint import save_checkpoint, git_commit
@@ -24,8 +25,8 @@ from mp_cnn.evaluate import (evaluate, search_classifier, knn_classifier, logreg
                              speed_table, summarise, BASELINES, PROTOCOLS, LOSO_SOURCES)
 
 def classifier(name, profile, epochs, seed, protocol, device=None):
-    if name == 'search_openspecy': return search_classifier(OPEN_SPECY)
-    if name == 'search_default': return search_classifier(DEFAULT)
+    if name == 'search_openspecy': return search_classifier(OPEN_SPECY_STEPS)
+    if name == 'search_default': return search_classifier(DEFAULT_STEPS)
     if name == 'knn': return knn_classifier()
     if name == 'logreg': return logreg_classifier(seed=seed)
     return cnn_classifier(name, profile, epochs, seed, rebalance=protocol != 'leaky', device=device)   # leaky: balanced before the split
@@ -48,7 +49,7 @@ def run(a):
                     with torch.inference_mode(): times = time_steps(lambda: net(X), seconds=0, warmup=1, min_calls=4)   # 4 batches of 512
                     row['infer_sps'] = round(512 / times.mean())
                 if net is not None and p == 'group':
-                    save_checkpoint(Path(a.runs)/f'{m}_group', net, classes, sp.wavenumbers, DEFAULT,
+                    save_checkpoint(Path(a.runs)/f'{m}_group', net, classes, sp.wavenumbers, DEFAULT_STEPS,
                                     dict(accuracy=row['accuracy'], macro_f1=row['macro_f1']), dict(model=m, profile=a.profile, epochs=ep, seed=a.seed))
                 Path(a.runs, 'preds').mkdir(parents=True, exist_ok=True)
                 np.savez(Path(a.runs, 'preds', f"{m}_{p}_{row['held_out'] or 'all'}.npz"), y=y, pred=pred, classes=np.array(classes))
@@ -60,8 +61,8 @@ def run(a):
                 print(f"{m:18s} {p:6s} {row['held_out']:22s} acc {row['accuracy']:.3f} F1 {row['macro_f1']:.3f} {row['wall_s']:.0f}s", flush=True)
 
 def corpus(a):
-    "The corpus: built from the data files (`load_corpus`), or one that `save_spectra` wrote (`--corpus`, e.g. on a GPU box without them)."
-    return load_spectra(a.corpus) if a.corpus else load_corpus()
+    "The corpus: built from the data files (`load_corpus`), or one that `Spectra.save` wrote (`--corpus`, e.g. on a GPU box without them)."
+    return Spectra.load(a.corpus) if a.corpus else load_corpus()
 
 def speed(a):
     sp = corpus(a)
@@ -94,7 +95,7 @@ def main(argv=None):
     p.add_argument('--sources', default=','.join(LOSO_SOURCES))
     p.add_argument('--epochs', type=int, help="override the profile's epochs (a shorter 'cpu-eval' setting)")
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--corpus', help='a corpus written by mp_cnn.corpus.save_spectra (path without suffix) instead of load_corpus()')
+    p.add_argument('--corpus', help='a corpus written by Spectra.save (path without suffix; see mp_cnn.corpus) instead of load_corpus()')
     p.add_argument('--device', help="where CNNs train and, with --speed, infer (default: a GPU if there is one, else the CPU)")
     p.add_argument('--bs', type=int, default=512, help='inference batch size for --speed')
     p.add_argument('--speed-out', help='file name for --speed (default speed.csv beside --out)')

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The gpu-profile evaluation table on one GPU machine in one go (chapter 5; results/gpu.csv, results/speed_gpu.csv).
-#   python -c "from mp_cnn.corpus import load_corpus, save_spectra; save_spectra(load_corpus(), '.dev/corpus/corpus')"
+#   python -c "from mp_cnn.corpus import load_corpus; load_corpus().save('.dev/corpus/corpus')"
 #   scripts/evaluate_gpu.sh .dev/corpus/corpus OUT 480        # then: python scripts/evaluate.py --merge OUT/gpu_*.csv --out results/gpu.csv
-# The corpus travels as a save_spectra file, so the machine needs no data files. GPU inference speed is measured first,
+# The corpus travels as a Spectra.save file, so the machine needs no data files. GPU inference speed is measured first,
 # alone on the machine; then four workers share the GPU (these CNNs leave most of an H100/H200 idle), each running its
 # models through the group split, then leave-one-source-out, then the leaky protocol, appending every finished row to
 # its own CSV at once (a run stopped at SECONDS keeps what it finished). Training times are therefore those of one

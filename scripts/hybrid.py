@@ -10,7 +10,7 @@ import json, datetime
 from pathlib import Path
 import numpy as np, pandas as pd
 from mp_cnn.corpus import load_corpus
-from mp_cnn.preprocess import DEFAULT
+from mp_cnn.preprocess import DEFAULT_STEPS
 from mp_cnn.augment import label_codes
 from mp_cnn.evaluate import protocol_splits, cnn_classifier, search_classifier, hardware, accuracy
 from mp_cnn.checkpoint import git_commit
@@ -21,7 +21,7 @@ shipped = json.loads((ROOT/'mp_cnn/pretrained/calibration.json').read_text())['t
 THRESHOLDS = [0.0, 0.5, round(shipped, 3), 0.7, 0.9, 1.01]            # 0: CNN alone; 1.01: search alone
 sp, rows = load_corpus(), []
 classes = sorted(sp.labels.astype(str).unique())
-cnn, search = cnn_classifier('lenet_1d', 'gpu', seed=0, device='cpu'), search_classifier(DEFAULT)
+cnn, search = cnn_classifier('lenet_1d', 'gpu', seed=0, device='cpu'), search_classifier(DEFAULT_STEPS)
 for protocol in ('group', 'loso'):
     for held, train, test in protocol_splits(sp, protocol, seed=0):
         y = label_codes(test, classes)

@@ -15,7 +15,7 @@ import numpy as np, pandas as pd, torch
 from mp_cnn.corpus import load_corpus
 from mp_cnn.spectra import DEFAULT_GRID
 from mp_cnn.download import data_folder
-from mp_cnn.preprocess import DEFAULT, Pipeline
+from mp_cnn.preprocess import DEFAULT_STEPS, Pipeline
 from mp_cnn.augment import split_groups, split_by_source
 from mp_cnn.evaluate import cnn_classifier, LOSO_SOURCES, hardware
 from mp_cnn.train import save_checkpoint, load_checkpoint, _git_commit
@@ -52,7 +52,7 @@ def trained(fold, fit, profile, epochs, seed=0):
     t0 = time.time()
     _, _, info = cnn_classifier('lenet_1d', profile, epochs=epochs, seed=seed)(fit, fit[:1], classes)
     tc = dict(profile=profile, epochs=info['epochs'], seed=seed, train_s=round(time.time() - t0, 1), n_fit=len(fit), hardware=hardware())
-    save_checkpoint(out, info['model'], classes, DEFAULT_GRID, DEFAULT, train_config=tc)
+    save_checkpoint(out, info['model'], classes, DEFAULT_GRID, DEFAULT_STEPS, train_config=tc)
     print(f"trained {fold}: {tc}", flush=True)
     return info['model'].eval(), classes, tc
 
@@ -62,7 +62,7 @@ CURVE = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99)
 CURVE_METHODS = ('softmax', 'mahalanobis', 'knn', 'hqi_pred', 'hqi_best', 'hqi_pred+hqi_best')
 NATURAL = ('animal fur', 'plant fibres', 'chitin', 'coal', 'charcoal', 'sand')
 
-def prep(s): return np.asarray(Pipeline.from_config(DEFAULT)(s).X, np.float32)
+def prep(s): return np.asarray(Pipeline.from_config(DEFAULT_STEPS)(s).X, np.float32)
 
 def codes(s, classes): return pd.Categorical(s.labels.astype(str), categories=classes).codes
 
@@ -148,7 +148,7 @@ if __name__ == '__main__':
             nat = (unk.meta['dataset'] == 'primpke_2018').to_numpy() & unk.meta['raw_label'].isin(NATURAL).to_numpy()
             res += rows('never_a_plastic', fold, S_cal, S_test, y_test, S_unk[nat], classes, **tc)
         if proto == 'group':
-            cfg = dict(classes=classes, grid=dict(lo=650., hi=3998., step=4., n=838), preprocess=DEFAULT, model={})
+            cfg = dict(classes=classes, grid=dict(lo=650., hi=3998., step=4., n=838), preprocess=DEFAULT_STEPS, model={})
             res += extra_sets(model, classes, cfg, stats, lib, S_cal, S_test, y_test, fold, tc)
         print(f"{proto} {fold}: " + ', '.join(f"{r['method']} {r['accuracy_with_unknowns']:.3f}" for r in res[-len(METHODS):]), flush=True)
         pd.DataFrame(res).to_csv(a.out, index=False)

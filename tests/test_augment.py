@@ -163,9 +163,9 @@ def test_dataset_epochs():
 
 def test_views_dataset(corpus):
     from mp_cnn.augment import ViewsDataset
-    from mp_cnn.preprocess import Pipeline, DEFAULT
+    from mp_cnn.preprocess import Pipeline, DEFAULT_STEPS
     sub = corpus[np.sort(np.random.default_rng(0).choice(len(corpus), 300, replace=False))]
-    prep = Pipeline.from_config(DEFAULT)
+    prep = Pipeline.from_config(DEFAULT_STEPS)
     a = ViewsDataset(sub, 3, augmenter=Augmenter.from_spectra(sub), transform=prep, seed=1, chunk=128)
     b = ViewsDataset(sub, 3, augmenter=Augmenter.from_spectra(sub), transform=prep, seed=1, chunk=128)
     np.testing.assert_array_equal(a.views[0].numpy(), prep(sub).X)          # view 0 is the spectrum as measured

@@ -99,10 +99,11 @@ def test_resample_never_extrapolates(lo, width, new_step):
 
 
 def test_save_load_spectra_round_trip(shared, tmp_path):
-    from mp_cnn.corpus import load_corpus, save_spectra, load_spectra
+    from mp_cnn.corpus import load_corpus
+    from mp_cnn.spectra import Spectra
     c = load_corpus(data_dir=shared)
-    back = load_spectra(save_spectra(c, tmp_path/'c'))
+    back = Spectra.load(c.save(tmp_path/'c'))
     np.testing.assert_array_equal(back.X, c.X); np.testing.assert_array_equal(back.wavenumbers, c.wavenumbers)
     pd.testing.assert_frame_equal(back.meta.reset_index(drop=True), c.meta.reset_index(drop=True), check_dtype=False)
     pd.testing.assert_frame_equal(back.drops, c.drops)
-    with pytest.raises(FileNotFoundError, match='save_spectra'): load_spectra(tmp_path/'none')
+    with pytest.raises(FileNotFoundError, match=r'spectra\.save'): Spectra.load(tmp_path/'none')

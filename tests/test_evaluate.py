@@ -4,7 +4,7 @@ import numpy as np, pandas as pd, pytest, torch
 
 from mp_cnn.evaluate import (accuracy, confusion_matrix, per_class, expected_calibration_error, scores, protocol_splits, BASELINES,
                              search_classifier, knn_classifier, logreg_classifier, evaluate, summarise, timed, LOSO_SOURCES)
-from mp_cnn.preprocess import DEFAULT
+from mp_cnn.preprocess import DEFAULT_STEPS
 from mp_cnn.train import macro_f1
 from mp_cnn.models import MODEL_NAMES
 
@@ -64,7 +64,7 @@ def test_leaky_protocol_does_leak(corpus):
 
 def test_baselines_run_on_a_small_split(corpus):
     sp = corpus[np.sort(np.random.default_rng(0).choice(len(corpus), 400, replace=False))]
-    for name, clf in [('s', search_classifier(DEFAULT)), ('k', knn_classifier()), ('l', logreg_classifier(steps=20))]:
+    for name, clf in [('s', search_classifier(DEFAULT_STEPS)), ('k', knn_classifier()), ('l', logreg_classifier(steps=20))]:
         row, = evaluate(clf, sp, 'group', name)
         assert 0.5 < row['accuracy'] <= 1 and row['n_test'] + row['n_train'] == 400
     df = pd.DataFrame([dict(model='m', protocol='loso', held_out=s, accuracy=a, macro_f1=a, profile='cpu', seed=0, commit='x',

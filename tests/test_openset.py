@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 from mp_cnn.corpus import load_corpus
-from mp_cnn.preprocess import Pipeline, DEFAULT
+from mp_cnn.preprocess import Pipeline, DEFAULT_STEPS
 from mp_cnn.augment import split_groups
 from mp_cnn.models import get_model
 from mp_cnn.train import Trainer
@@ -13,7 +13,7 @@ from mp_cnn.openset import (OpenSetRule, fit_open_set, build_library, load_libra
 
 NATURAL = ['animal fur', 'plant fibres', 'chitin', 'coal', 'charcoal', 'sand']
 
-def prep(s): return np.asarray(Pipeline.from_config(DEFAULT)(s).X, np.float32)
+def prep(s): return np.asarray(Pipeline.from_config(DEFAULT_STEPS)(s).X, np.float32)
 
 def per_class(sp, n, seed=0):
     "At most `n` spectra of each class of `sp`."

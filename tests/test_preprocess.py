@@ -2,7 +2,7 @@ import json
 import numpy as np
 import pytest
 from mp_cnn.spectra import Spectra, DEFAULT_GRID
-from mp_cnn.preprocess import Pipeline, DEFAULT, OPEN_SPECY, library_search, check_spectra
+from mp_cnn.preprocess import Pipeline, DEFAULT_STEPS, OPEN_SPECY_STEPS, library_search, check_spectra
 
 
 def _synthetic(n=6, seed=0):
@@ -14,7 +14,7 @@ def _synthetic(n=6, seed=0):
     return Spectra(wn, X)
 
 
-@pytest.mark.parametrize('cfg', [DEFAULT, OPEN_SPECY])
+@pytest.mark.parametrize('cfg', [DEFAULT_STEPS, OPEN_SPECY_STEPS])
 def test_pipeline_roundtrip(cfg):
     s = _synthetic()
     p = Pipeline.from_config(json.dumps(Pipeline(cfg).config))
@@ -24,6 +24,16 @@ def test_pipeline_roundtrip(cfg):
     assert np.array_equal(out.X, Pipeline(cfg)(s).X)
 
 
+def test_old_smooth_abs_key_still_loads():
+    "A checkpoint written before `smooth(abs=...)` became `absolute` gives the same pipeline and the same output."
+    old = json.loads(json.dumps(OPEN_SPECY_STEPS).replace('"absolute"', '"abs"'))
+    assert any('abs' in s for s in old)
+    p = Pipeline.from_config(json.dumps(old))
+    assert p.config == OPEN_SPECY_STEPS
+    s = _synthetic()
+    assert np.array_equal(p(s).X, Pipeline(OPEN_SPECY_STEPS)(s).X)
+
+
 def test_check_spectra_names_bad_rows():
     s = _synthetic()
     s.X[2] = 1.0
@@ -31,6 +41,6 @@ def test_check_spectra_names_bad_rows():
 
 
 def test_library_search_finds_itself():
-    p = Pipeline(DEFAULT[:-1])(_synthetic(20))
+    p = Pipeline(DEFAULT_STEPS[:-1])(_synthetic(20))
     labels, r = library_search(p.X, p.X, np.arange(20), top_k=2, chunk=7)
     assert (labels[:, 0] == np.arange(20)).all() and np.allclose(r[:, 0], 1, atol=1e-4)

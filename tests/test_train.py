@@ -177,16 +177,16 @@ def test_signal_score_orders_band_height_over_noise():
 def test_min_signal_drops_training_spectra_and_counts_them():
     from mp_cnn.spectra import Spectra
     from mp_cnn.train import training_data, signal_score
-    from mp_cnn.preprocess import Pipeline, DEFAULT
+    from mp_cnn.preprocess import Pipeline, DEFAULT_STEPS
     wn = np.arange(650., 4000., 4.)
     X = np.r_[_bands(wn, (720, 2920), 0.5, 1e-3, 6), 1e-3 * np.random.default_rng(2).standard_normal((4, len(wn)))]
     meta = pd.DataFrame(dict(label=['PE'] * 8 + ['PP'] * 2, raw_label=['PE'] * 8 + ['PP'] * 2, source=['a'] * 5 + ['b'] * 5, sample_id=[f's{i}' for i in range(10)]))
     sp = Spectra(wn, X, meta)
     hp = {**PROFILES['tiny'], 'balance': None, 'views': 1}
-    ds, tr = training_data(sp, ['PE', 'PP'], Pipeline.from_config(DEFAULT), hp, min_signal=15)
+    ds, tr = training_data(sp, ['PE', 'PP'], Pipeline.from_config(DEFAULT_STEPS), hp, min_signal=15)
     assert len(tr) == 6 and (signal_score(tr) >= 15).all()
     assert tr.drops.set_index(['source', 'label']).spectra.to_dict() == {('b', 'PE'): 2, ('b', 'PP'): 2}
-    assert training_data(sp, ['PE', 'PP'], Pipeline.from_config(DEFAULT), hp)[1].drops.empty
+    assert training_data(sp, ['PE', 'PP'], Pipeline.from_config(DEFAULT_STEPS), hp)[1].drops.empty
 
 
 def test_source_balance_weighs_sources_equally_within_a_class():
