@@ -16,18 +16,15 @@ from fastcore.basics import patch
 
 from .spectra import Spectra
 from .sources import SOURCES
-from .preprocess import Pipeline, STEPS, MIN_POINTS, finite_spans
-from .formats import looks_raman
+from .preprocess import Pipeline, STEPS, input_flags
 from .openset import OpenSetRule
 from .fold import fold_lenet, lenet_logits, lenet_logits_torch
 
 # %% auto #0
-__all__ = ['MIN_COVERAGE', 'BLOCK', 'ID_COLUMNS', 'EVIDENCE', 'pretrained_dir', 'attribution', 'input_flags', 'as_spectra',
-           'conformal_quantile', 'Classifier', 'calibrate', 'fit_default', 'open_set_headline', 'open_set_report']
+__all__ = ['BLOCK', 'ID_COLUMNS', 'EVIDENCE', 'pretrained_dir', 'attribution', 'as_spectra', 'conformal_quantile', 'Classifier',
+           'calibrate', 'fit_default', 'open_set_headline', 'open_set_report']
 
 # %% ../nbs/06_classify.ipynb #1243b09f
-MIN_COVERAGE = 0.5   # a spectrum must cover at least half of the model's wavenumber grid
-
 def pretrained_dir():
     "The folder of the model shipped inside the package."
     import mp_cnn
@@ -37,54 +34,6 @@ def attribution(sources, # source names (keys of `SOURCES`)
                ):
     "Citation and licence of each of `sources` (names in `SOURCES`)."
     return {s: dict(citation=SOURCES[s].citation, licence=SOURCES[s].licence) for s in sorted(sources)}
-
-# %% ../nbs/06_classify.ipynb #b201a629
-def _row_ranges(wn, X):
-    "Lowest and highest wavenumber at which each row of `X` is finite (NaN for an all-NaN row)."
-    first, last = finite_spans(X)
-    some = last > first
-    return np.where(some, wn[first], np.nan), np.where(some, wn[np.maximum(last - 1, 0)], np.nan)
-
-_TODO = {'interferogram': 'interferogram: Fourier-transform it first, or export the absorbance spectrum',
-         'V': "detector signal in volts (an interferogram?): Fourier-transform it first, or export the absorbance spectrum",
-         'single beam': 'single-beam spectrum: divide it by its background (then -log10) first, or export the absorbance spectrum',
-         'emission': 'emission spectrum: the model reads absorbance, transmittance or reflectance only'}
-
-def _units_flag(u):
-    "The flag of a row whose declared units `u` cannot be converted to absorbance ('' when they can or none are declared)."
-    if pd.isna(u) or u in ('A', '%T', 'T', '%R', 'R', 'auto'): return ''
-    return _TODO.get(u, f"units {u!r}: not absorbance, transmittance or reflectance; export the spectrum in one of those")
-
-def input_flags(spectra:Spectra, # spectra as read (`meta` may hold `units_published` and `technique_hint`)
-                grid, # the model's wavenumber grid
-               ):
-    "Why each spectrum cannot be classified on `grid` (empty string when it can)."
-    wn, X = spectra.wavenumbers, spectra.X
-    n = np.isfinite(X).sum(1)
-    lo, hi = _row_ranges(wn, X)
-    g0, g1 = float(grid[0]), float(grid[-1])
-    cover = np.clip((np.minimum(hi, g1) - np.maximum(lo, g0)) / (g1 - g0), 0, 1)
-    hint = spectra.meta['technique_hint'].fillna('').astype(str).str.lower().to_numpy() if 'technique_hint' in spectra.meta else np.full(len(X), '')
-    units = spectra.meta['units_published'].to_numpy() if 'units_published' in spectra.meta else np.full(len(X), None)
-    with np.errstate(invalid='ignore'), warnings.catch_warnings():
-        warnings.simplefilter('ignore', RuntimeWarning)
-        flat = ~(np.nanmax(np.where(np.isfinite(X), X, -np.inf), 1) > np.nanmin(np.where(np.isfinite(X), X, np.inf), 1))
-    raman = looks_raman(lo, hi)
-    out = []
-    for i in range(len(X)):
-        if _units_flag(units[i]): f = _units_flag(units[i])
-        elif hint[i] not in ('', 'raman', 'ir', 'ftir', 'mid-ir'): f = f'not an IR spectrum ({hint[i]})'
-        elif n[i] == 0: f = 'all NaN'
-        elif n[i] < MIN_POINTS: f = f'too short ({n[i]} points)'
-        elif hi[i] < 400: f = 'outside the grid (wavelengths? convert to cm-1)'
-        elif hint[i] == 'raman' or raman[i]: f = 'not mid-IR (Raman?)'
-        elif lo[i] > 4000: f = 'not mid-IR (NIR?)' if lo[i] < 12500 else 'not mid-IR (visible or UV? it starts above 12500 cm-1, 800 nm)'
-        elif hi[i] <= g0 or lo[i] >= g1: f = 'outside the grid'
-        elif cover[i] < MIN_COVERAGE: f = f'covers only {100 * cover[i]:.0f}% of the grid'
-        elif flat[i]: f = 'constant'
-        else: f = ''
-        out.append(f)
-    return np.array(out, dtype=object)
 
 # %% ../nbs/06_classify.ipynb #9dc63049
 def as_spectra(spectra, # a `Spectra` or a `(wavenumbers, intensities)` pair (cm-1; n spectra x points)
@@ -183,6 +132,7 @@ def _to_absorbance(self:Classifier, spectra):
 @patch
 def prepare(self:Classifier, spectra, # a `Spectra` or a `(wavenumbers, intensities)` pair
             units=None, # units of all rows ('A', '%T', 'T', '%R', 'R'); default: `units_published`, else guessed per row
+            fast='auto', # the pipeline's linear steps as one matrix (`Pipeline.apply`)
            ):
     "(model input for the rows that can be classified, float32 on the grid; flags of all rows)."
     sp = as_spectra(spectra, units)
@@ -193,7 +143,7 @@ def prepare(self:Classifier, spectra, # a `Spectra` or a `(wavenumbers, intensit
     A = _to_absorbance(self, sub)
     bad = ~np.isfinite(A).any(1)    # e.g. %T declared on data that is not
     flags[np.flatnonzero(ok)[bad]] = 'no valid absorbance (wrong units?)'
-    X = self.pipe.apply(sub.wavenumbers, A[~bad] if bad.any() else A)[1]
+    X = self.pipe.apply(sub.wavenumbers, A[~bad] if bad.any() else A, fast=fast)[1]
     return np.ascontiguousarray(X, dtype=np.float32), flags
 
 # %% ../nbs/06_classify.ipynb #84131f07
@@ -225,30 +175,39 @@ def _workers():
     return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
 
 @patch
-def outputs(self:Classifier, spectra, # a `Spectra` or a `(wavenumbers, intensities)` pair
-            units=None, # units of all rows (see `prepare`)
-            workers=None, # threads (default: the processors this process may use)
-           ):
-    "(model input X of the rows that can be classified, their probabilities P, flags of all rows): raw spectra to probabilities."
+def _blocks(self:Classifier, sp, units=None, workers=None, rule=False):
+    "Per block of rows of `sp`, in worker threads: (model input, probabilities, flags, the open-set rule's output if `rule`)."
     from concurrent.futures import ThreadPoolExecutor
     from threadpoolctl import threadpool_limits
-    sp = as_spectra(spectra)
-    engine = self._engine()
+    engine, nw = self._engine(), max(1, workers or _workers())
+    nb = nw * -(-len(sp) // (nw * BLOCK)) or 1      # equal blocks, a multiple of the workers: none waits for a straggler
+    size = max(-(-len(sp) // nb), 1)
+    starts = list(range(0, max(len(sp), 1), size))
+    fast = True if len(sp) >= len(sp.wavenumbers) else 'auto'   # enough rows to pay for the pipeline's matrix
     def block(a):
-        X, f = self.prepare(sp[a:a + BLOCK] if len(sp) > BLOCK else sp, units)
-        return X, self.probabilities(X, engine=engine), f
-    starts = list(range(0, max(len(sp), 1), BLOCK))
+        X, f = self.prepare(sp[a:a + size] if len(starts) > 1 else sp, units, fast)
+        P = self.probabilities(X, engine=engine)
+        return X, P, f, (self.open_set(X, P) if rule else None)
     if engine == 'torch':
         import torch
         threads = torch.get_num_threads(); torch.set_num_threads(1)   # one per worker, like BLAS
     try:
         with threadpool_limits(1, 'blas'):
-            if len(starts) == 1: parts = [block(0)]
-            else:
-                with ThreadPoolExecutor(min(workers or _workers(), len(starts))) as ex: parts = list(ex.map(block, starts))
+            if len(starts) == 1: return [block(0)]
+            if fast is True: self.pipe.apply(sp.wavenumbers, sp.X[:0], fast=True)   # build the matrix once, before the workers share it
+            with ThreadPoolExecutor(min(nw, len(starts))) as ex: return list(ex.map(block, starts))
     finally:
         if engine == 'torch': torch.set_num_threads(threads)
-    return tuple(np.concatenate(p) for p in zip(*parts))
+
+@patch
+def outputs(self:Classifier, spectra, # a `Spectra` or a `(wavenumbers, intensities)` pair
+            units=None, # units of all rows (see `prepare`)
+            workers=None, # threads (default: the processors this process may use)
+           ):
+    "(model input X of the rows that can be classified, their probabilities P, flags of all rows): raw spectra to probabilities."
+    parts = self._blocks(as_spectra(spectra), units, workers)
+    return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))
+
 
 # %% ../nbs/06_classify.ipynb #b44732b1
 def calibrate(clf, # the `Classifier` to calibrate
@@ -293,7 +252,8 @@ def _rows(self:Classifier, sp, alpha, top_k, units):
     "The result DataFrame of one chunk."
     n, k = len(sp), min(top_k, len(self.classes))
     P = np.full((n, len(self.classes)), np.nan, np.float32)
-    X, P_ok, flags = self.outputs(sp, units)
+    parts = self._blocks(sp, units, rule=self.rule is not None)   # the rule runs in the workers too
+    P_ok, flags = np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
     ok = flags == ''
     P[ok] = P_ok
     cls = np.array(self.classes, dtype=object)
@@ -304,7 +264,8 @@ def _rows(self:Classifier, sp, alpha, top_k, units):
     pmax = Ps[:, 0]
     cal = self.calibration
     if self.rule is not None:   # the checkpoint's open-set rule decides, with its evidence
-        u, why, ev = self.open_set(X, P_ok)
+        u, why = np.concatenate([p[3][0] for p in parts]).astype(bool), [w for p in parts for w in p[3][1]]
+        ev = pd.concat([p[3][2] for p in parts], ignore_index=True)
         unknown = np.zeros(n, bool); unknown[ok] = u
     else: unknown = ((pmax < cal['threshold']) if cal else np.zeros(n, bool)) & ok
     # the prediction set: classes above 1 - q (calibrated), else the most probable until they add up to 1 - alpha;
@@ -353,6 +314,21 @@ def predict(self:Classifier, spectra, # a `Spectra` or a `(wavenumbers, intensit
     return pd.concat(list(parts), ignore_index=True)
 
 # %% ../nbs/06_classify.ipynb #7ffc4ddd
+def _sample_keys(spectra):
+    "'dataset|sample_id' of every spectrum."
+    return (spectra.meta['dataset'].astype(str) + '|' + spectra.meta['sample_id'].astype(str)).to_numpy()
+
+@patch
+def calibration_split(self:Classifier, spectra, # the labelled spectra the checkpoint was fitted on (the corpus)
+                     ):
+    "(fit, cal): the checkpoint's own split of `spectra`: the calibration samples `fit_default` recorded, else `split_groups` with its size and seed."
+    c = self.calibration or {}
+    if 'calibration_samples' in c:
+        cal = np.isin(_sample_keys(spectra), c['calibration_samples'])
+        return spectra[np.flatnonzero(~cal)], spectra[np.flatnonzero(cal)]
+    from mp_cnn.augment import split_groups
+    return split_groups(spectra, c.get('calib_size', 0.15), c.get('seed', 0))
+
 def fit_default(out, # the checkpoint folder to write
                 spectra=None, # labelled spectra (default: the corpus)
                 seed=0, # seed of the split and the training
@@ -375,7 +351,8 @@ def fit_default(out, # the checkpoint folder to write
     fit_corpus(model, profile, out, epochs, seed, spectra=fit, verbose=verbose)
     clf = Classifier.load(out)
     c = calibrate(clf, cal)
-    c.update(seed=seed, calib_size=calib_size, n_calib_groups=int(cal.meta['group'].nunique()))
+    c.update(seed=seed, calib_size=calib_size, n_calib_groups=int(cal.meta['group'].nunique()),
+             calibration_samples=sorted(_sample_keys(cal)))   # the split itself: it needs no corpus rebuilt bit for bit
     (out/'calibration.json').write_text(json.dumps(c))
     config = json.loads((out/'config.json').read_text())
     config['attribution'] = attribution(sp.meta['dataset'].unique())

@@ -27,15 +27,24 @@ TWINS = {'villegas_camacho_2024_c8': 'twin: the same samples as c4 at lower reso
 NEAR_DUP_R = 0.9999
 MIXED = ('acrylates_PU_varnish',)  # a cluster of several chemistries: never a class of its own
 
-def _near_pairs(Z, thr=NEAR_DUP_R, block=2048):
-    "Index pairs (i < j) of rows of unit matrix `Z` whose correlation is at least `thr`."
-    out = []
+def _unit64(X):
+    "Rows of `X` centred over their finite points and scaled to unit length, in float64 (NaN -> 0)."
+    Z = np.nan_to_num(X - np.nanmean(X.astype(np.float64), 1, keepdims=True))
+    n = np.linalg.norm(Z, axis=1, keepdims=True)
+    return Z / np.where(n > 0, n, 1)
+
+def _near_pairs(X, thr=NEAR_DUP_R, block=2048, margin=1e-5):
+    """Index pairs (i < j) of rows of `X` whose Pearson r is at least `thr`: screened by float32 products with a `margin`,
+    decided in float64, so that the pairs (and the corpus's groups) do not depend on the BLAS or its threads."""
+    Z, out = unit_rows(X), []
     for a in range(0, len(Z), block):
         C = Z[a:a + block] @ Z.T
-        i, j = np.nonzero(C >= thr)
+        i, j = np.nonzero(C >= thr - margin)
         keep = (i + a) < j
         out.append(np.stack([i[keep] + a, j[keep]], 1))
-    return np.concatenate(out) if out else np.zeros((0, 2), int)
+    P = np.concatenate(out) if out else np.zeros((0, 2), int)
+    Z = _unit64(X)
+    return P[np.einsum('ij,ij->i', Z[P[:, 0]], Z[P[:, 1]]) >= thr]
 
 def _union_groups(groups, pairs):
     "Merge groups joined by `pairs` of spectrum indices (union-find); returns the new group names."
@@ -72,8 +81,7 @@ def _compile_corpus(names, grid, d):
         parts.append(s[~flat])
     c = concat(parts)
     # near duplicates: grouped within a dataset, removed across datasets (from the later one)
-    Z = unit_rows(c.X)
-    pairs = _near_pairs(Z)
+    pairs = _near_pairs(c.X)
     ds = c.meta['dataset'].to_numpy()
     same = ds[pairs[:, 0]] == ds[pairs[:, 1]]
     across = pairs[~same]

@@ -12,6 +12,12 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 # %% ../nbs/03b_fold.ipynb #50f9a85c
+def _polyphase(W, k):
+    "First-layer weights `W` (k x out, one input channel) for both outputs of each max-pool pair from one window of k + 1 inputs: ((k + 1) x 2 out)."
+    P = np.zeros((k + 1, 2 * W.shape[1]), W.dtype)
+    P[:k, :W.shape[1]], P[1:, W.shape[1]:] = W, W      # output 2t reads inputs 2t..2t+k-1, output 2t+1 reads 2t+1..2t+k
+    return P
+
 def fold_lenet(w, # `lenet_1d`'s tensors (safetensors names) as numpy arrays
                eps=1e-5, # batch norm's epsilon
               ):
@@ -24,14 +30,14 @@ def fold_lenet(w, # `lenet_1d`'s tensors (safetensors names) as numpy arrays
     fc = [(w[f'net.classifier.{i}.weight'].T.astype(np.float32), w[f'net.classifier.{i}.bias'].astype(np.float32)) for i in (1, 3, 5)]
     c2 = len(b2); pos = fc[0][0].shape[0] // c2
     fc[0] = (fc[0][0].reshape(c2, pos, -1).transpose(1, 0, 2).reshape(c2 * pos, -1).copy(), fc[0][1])   # torch flattens (channel, position)
-    return dict(conv=[(W1, b1, k1), (W2, b2, k2)], fc=fc, pos=pos)
+    return dict(conv=[(W1, b1, k1), (W2, b2, k2)], fc=fc, pos=pos, first=_polyphase(W1, k1))
 
-def _conv_pool_relu(A, W, b, k):
-    "Folded conv (valid, channels last) -> max-pool 2 -> bias -> ReLU, for `A` (n, length, channels in)."
+def _conv_pool_relu(A, W, b, k, P=None):
+    "Folded conv (valid, channels last) -> max-pool 2 -> bias -> ReLU, for `A` (n, length, channels in); `P` (`_polyphase`, one input channel): one product per pool pair."
     n, L, c = A.shape
     L1, co = L - k + 1, W.shape[1]
-    Y = (sliding_window_view(A, k, axis=1).reshape(n * L1, c * k) @ W).reshape(n, L1, co)
-    Y = Y[:, :L1 // 2 * 2].reshape(n, L1 // 2, 2 * co)
+    if P is not None: Y = (sliding_window_view(A[..., 0], k + 1, axis=1)[:, :L1 // 2 * 2:2].reshape(-1, k + 1) @ P).reshape(n, L1 // 2, 2 * co)
+    else: Y = (sliding_window_view(A, k, axis=1).reshape(n * L1, c * k) @ W).reshape(n, L1, co)[:, :L1 // 2 * 2].reshape(n, L1 // 2, 2 * co)
     Y = np.maximum(Y[..., :co], Y[..., co:])
     Y += b
     return np.maximum(Y, 0, out=Y)
@@ -41,7 +47,7 @@ def lenet_logits(net, # `fold_lenet`'s weights
                 ):
     "Logits (n, classes) of the folded `lenet_1d` on `X`, numpy only."
     A = np.asarray(X, np.float32)[:, :, None]
-    for W, b, k in net['conv']: A = _conv_pool_relu(A, W, b, k)
+    for i, (W, b, k) in enumerate(net['conv']): A = _conv_pool_relu(A, W, b, k, net.get('first') if i == 0 else None)
     n, L, c = A.shape; m = net['pos']
     s, e = (np.arange(m) * L) // m, -(-(np.arange(1, m + 1) * L) // m)         # AdaptiveAvgPool1d's bins
     C = np.concatenate([np.zeros((n, 1, c), np.float32), A.cumsum(1)], 1)
@@ -52,15 +58,18 @@ def lenet_logits(net, # `fold_lenet`'s weights
     return h
 
 def _torch_net(net):
-    "The folded weights as torch tensors, channels first (built once per `net`)."
+    "The folded weights as torch tensors, channels first (built once per `net`); the first layer as a 2-phase convolution."
     import torch
     if '_torch' not in net:
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
         conv = [(t(W.T.reshape(W.shape[1], -1, k)), t(b)) for W, b, k in net['conv']]
+        P = net['first']; k = len(P) - 1
+        Pk = np.zeros((P.shape[1], 2, (k + 2) // 2), np.float32)   # input x[2t + j] is phase j % 2 at offset j // 2
+        for j in range(k + 1): Pk[:, j % 2, j // 2] = P[j]
         c, m = len(net['conv'][-1][1]), net['pos']
         W1, b1 = net['fc'][0]
         fc = [(t(W1.reshape(m, c, -1).transpose(1, 0, 2).reshape(m * c, -1).T), t(b1))] + [(t(W.T), t(b)) for W, b in net['fc'][1:]]
-        net['_torch'] = conv, fc
+        net['_torch'] = conv, fc, t(Pk)
     return net['_torch']
 
 def lenet_logits_torch(net, # `fold_lenet`'s weights
@@ -68,10 +77,14 @@ def lenet_logits_torch(net, # `fold_lenet`'s weights
                       ):
     "`lenet_logits` with torch's kernels (the same folded weights): faster on large batches, once torch is imported."
     import torch, torch.nn.functional as F
-    conv, fc = _torch_net(net)
+    conv, fc, Pk = _torch_net(net)
     with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(X, np.float32))[:, None]
-        for W, b in conv: x = F.relu(F.max_pool1d(F.conv1d(x, W, b), 2))
+        x = torch.from_numpy(np.ascontiguousarray(X, np.float32))
+        n, L = x.shape; co = len(conv[0][1])
+        y = F.conv1d(x[:, :L // 2 * 2].reshape(n, L // 2, 2).transpose(1, 2), Pk)   # even and odd inputs as two channels
+        y = y[..., :(L - conv[0][0].shape[2] + 1) // 2]                          # as many as max-pool gives
+        x = F.relu(torch.maximum(y[:, :co], y[:, co:]) + conv[0][1][:, None])
+        for W, b in conv[1:]: x = F.relu(F.max_pool1d(F.conv1d(x, W, b), 2))
         x = F.adaptive_avg_pool1d(x, net['pos']).flatten(1)
         for i, (W, b) in enumerate(fc):
             x = F.linear(x, W, b)

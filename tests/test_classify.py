@@ -185,7 +185,7 @@ def test_shipped_rule_fits_the_weights(clf, shared):
     from mp_cnn.augment import split_groups
     rule = clf.rule
     assert rule.classes == clf.classes and np.allclose(rule.library.grid, clf.grid)
-    fit, cal = split_groups(load_corpus(), clf.calibration['calib_size'], clf.calibration['seed'])
+    fit, cal = clf.calibration_split(load_corpus())
     assert (rule.info['n_fit'], rule.info['n_cal']) == (len(fit), len(cal)) and rule.library.meta['n'].sum() == len(fit)
     assert len(cal) == clf.calibration['n']
     from mp_cnn.openset import unit_rows
