@@ -90,10 +90,15 @@ def _rand(g, x, *shape, normal=False):
     return r.to(x.device)
 
 # %% ../nbs/02_augment.ipynb #f8147cc9
-def augmentation(f):
+def augmentation(f, # a torch function `f(wn, x, m, g, **options)`: axis, batch (n, p) without NaN, magnitude per row (n, 1), generator
+                ):
     "Make `f(wn, x, m, g)` (torch tensors, `m` of shape (n, 1)) accept numpy arrays and seeds too, and keep NaN as NaN."
     @functools.wraps(f)
-    def _f(wavenumbers, X, magnitude=1., rng=None, **kwargs):
+    def _f(wavenumbers, # the axis (cm-1), numpy or torch
+           X, # spectra (n, p) or one spectrum, numpy or torch; NaN where not measured (kept)
+           magnitude=1., # strength: a number, or one per row
+           rng=None, # numpy input: a seed or numpy generator; torch input: a `torch.Generator`
+           **kwargs):
         is_np = not isinstance(X, torch.Tensor)
         if is_np:
             rng = np.random.default_rng(rng)
@@ -106,10 +111,9 @@ def augmentation(f):
         out = f(wn, _fill_nan(x), m, g, **kwargs).masked_fill(nan, math.nan)
         out = out.reshape(np.shape(X)) if is_np else out.reshape(X.shape)
         return out.numpy() if is_np else out
-    P = inspect.Parameter       # the signature callers see: (wavenumbers, X, magnitude, rng) and f's own options
-    _f.__signature__ = inspect.Signature([P('wavenumbers', P.POSITIONAL_OR_KEYWORD), P('X', P.POSITIONAL_OR_KEYWORD),
-        P('magnitude', P.POSITIONAL_OR_KEYWORD, default=1.), P('rng', P.POSITIONAL_OR_KEYWORD, default=None)] +
-        [p.replace(kind=P.KEYWORD_ONLY) for p in list(inspect.signature(f).parameters.values())[4:]])
+    del _f.__wrapped__; _f.__delwrap__ = f   # docments: the four parameters above, then `f`'s own options
+    P, own = inspect.Parameter, list(inspect.signature(f).parameters.values())[4:]
+    _f.__signature__ = inspect.Signature([*list(inspect.signature(_f).parameters.values())[:4], *[p.replace(kind=P.KEYWORD_ONLY) for p in own]])
     return _f
 
 # %% ../nbs/02_augment.ipynb #05e6006f
@@ -144,7 +148,9 @@ def shift(wn, x, m, g):
     return x.gather(1, i) * (1 - w) + x.gather(1, i + 1) * w
 
 @augmentation
-def broaden(wn, x, m, g, max_points=40):
+def broaden(wn, x, m, g,
+            max_points=40, # the kernel reaches at most this many points each side
+           ):
     "Convolve each row with a Gaussian of standard deviation uniform in [0, `magnitude`] cm-1."
     step = (wn[-1] - wn[0]) / (len(wn) - 1)
     sd = (m * _rand(g, x, len(x), 1) / step).clamp_min(1e-6)          # in grid points
@@ -155,7 +161,9 @@ def broaden(wn, x, m, g, max_points=40):
     return torch.einsum('npk,nk->np', xp.unfold(1, 2 * k + 1, 1), kern)
 
 @augmentation
-def atr_ratio(wn, x, m, g, wn_ref=2000.):
+def atr_ratio(wn, x, m, g,
+              wn_ref=2000., # the wavenumber (cm-1) left unchanged
+             ):
     "Multiply by (wn_ref / wn)^k, k uniform in ±`magnitude`: ATR's depth of penetration grows with wavelength (k = 1 for ATR vs transmission)."
     k = m * (2 * _rand(g, x, len(x), 1) - 1)
     return x * (wn_ref / wn[None]) ** k
@@ -164,7 +172,9 @@ def atr_ratio(wn, x, m, g, wn_ref=2000.):
 TRUNCATIONS = ((750, math.inf), (1250, math.inf), (0, 3600), (750, 3600), (1250, 3600))
 
 @augmentation
-def truncate(wn, x, m, g, ranges=TRUNCATIONS):
+def truncate(wn, x, m, g,
+             ranges=TRUNCATIONS, # (low, high) cm-1 ranges to keep, one chosen per row
+            ):
     "With probability `magnitude` per row, set NaN outside one of `ranges` (low, high) cm-1 chosen at random."
     r = torch.tensor(ranges, dtype=x.dtype, device=x.device)
     pick = r[(_rand(g, x, len(x)) * len(r)).long().clamp_max(len(r) - 1)]
@@ -245,7 +255,9 @@ def water_band(wavenumbers, # the axis (cm-1)
 
 # %% ../nbs/02_augment.ipynb #4386e4f2
 @augmentation
-def mix(wn, x, m, g, bank=None):
+def mix(wn, x, m, g,
+        bank=None, # interferent spectra (k, p), each scaled to max 1
+       ):
     "Add a random row of `bank` (interferent spectra, max 1) times a fraction uniform in [0, `magnitude`] of the row's range."
     bank = torch.as_tensor(bank, dtype=x.dtype).to(x.device)
     if len(bank) == 0: return x
@@ -262,12 +274,12 @@ _STEPS = dict(broaden=broaden, atr_ratio=atr_ratio, shift=shift, scale=scale, ad
 
 class Augmenter:
     "Random chain of augmentations, each applied to a row with its probability and a random strength up to its magnitude."
-    def __init__(self, wavenumbers=DEFAULT_GRID, # the spectra's axis (cm-1)
+    def __init__(self, wavenumbers=None, # the spectra's axis (cm-1); default `DEFAULT_GRID`
                  interferents:dict=None, # name ('biofilm', 'cellulose', 'water') -> (k, p) spectra, max 1; default: synthetic water only
                  magnitudes:dict=None, # overrides of `MAGNITUDES`
                  probabilities:dict=None, # overrides of `PROBABILITIES`
                 ):
-        self.wavenumbers = np.asarray(wavenumbers, np.float64)
+        self.wavenumbers = np.asarray(DEFAULT_GRID if wavenumbers is None else wavenumbers, np.float64)
         self.interferents = dict(water=water_band(self.wavenumbers)) if interferents is None else dict(interferents)
         self.magnitudes = {**MAGNITUDES, **(magnitudes or {})}
         self.probabilities = {**PROBABILITIES, **(probabilities or {})}
@@ -370,7 +382,8 @@ class AugmentedDataset(torch.utils.data.Dataset):
         self.spectra, self.augmenter, self.transform, self.seed, self.epoch = spectra, augmenter, transform, seed, 0
         self.classes = sorted(spectra.labels.astype(str).unique()) if classes is None else list(classes)
         self.y = label_codes(spectra, self.classes)
-    def set_epoch(self, epoch): self.epoch = epoch
+    def set_epoch(self, epoch:int, # the epoch about to start
+                 ): self.epoch = epoch
     def __len__(self): return len(self.spectra)
     def __getitem__(self, i):
         x = self.spectra.X[i:i + 1]
@@ -401,13 +414,14 @@ class ViewsDataset(torch.utils.data.Dataset):
                              for _ in range(n_views - 1)]
         self.views = [torch.as_tensor(np.asarray((transform(v) if transform else v).X, np.float32)) for v in views]
         self.epoch = 0
-    def set_epoch(self, epoch): self.epoch = epoch
+    def set_epoch(self, epoch:int, # the epoch about to start
+                 ): self.epoch = epoch
     def __len__(self): return len(self.y)
     def __getitem__(self, i): return self.views[self.epoch % len(self.views)][i], self.y[i]
 
 # %% ../nbs/02_augment.ipynb #b72bc3be
 def augment_batch(x:torch.Tensor, # a batch (n, p), on any device
-                  wavenumbers=DEFAULT_GRID, # its axis (cm-1)
+                  wavenumbers=None, # its axis (cm-1); default `DEFAULT_GRID`
                   augmenter=None, # default: `Augmenter(wavenumbers)` (synthetic water only)
                   generator=None, # a `torch.Generator`
                  ) -> torch.Tensor:

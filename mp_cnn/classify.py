@@ -151,7 +151,9 @@ class Classifier:
         return self._model
 
     @classmethod
-    def load(cls, path=None):
+    def load(cls,
+             path=None, # a checkpoint folder (default: the shipped model)
+            ):
         "The shipped model (`path` None) or any chapter-4 checkpoint folder; `calibration.json` and the open-set rule (`openset.json`, chapter 5a) are read when present."
         from safetensors.numpy import load_file
         path = Path(path) if path else pretrained_dir()

@@ -167,7 +167,9 @@ def loader(self:Trainer, epoch:int=0, # which epoch: sets the shuffle and, for v
     return DataLoader(self.train_ds, shuffle=True, generator=torch.Generator().manual_seed(self.seed + epoch), **kw)
 
 @patch
-def step(self:Trainer, xb, yb, # one batch of spectra and class codes
+def step(self:Trainer,
+         xb, # one batch of spectra
+         yb, # their class codes
          opt, # the optimiser
          sched=None, # a scheduler stepped after the optimiser, if any
         ) -> float:
