@@ -366,7 +366,7 @@ def fit_default(out, # the checkpoint folder to write
                 open_set=True, # also fit chapter 5a's open-set rule and reference library (`fit_open_set`) on the same split
                ):
     "Train `model` on `spectra` minus calibration groups, calibrate, fit the open-set rule, and write it all to `out`; the `Classifier`."
-    from mp_cnn.train import fit_corpus
+    from mp_cnn.recipe import fit_corpus
     from mp_cnn.augment import split_groups
     from mp_cnn.corpus import load_corpus
     from mp_cnn.openset import fit_open_set
