@@ -1,4 +1,5 @@
-"""Split first, augment second: grow a balanced training set with physically grounded variants of its own spectra, without letting a test sample leak into training.
+"""Split first, augment second: leak-free splits (by physical sample, or by lab) and physically grounded variants of a spectrum (noise, baseline, intensity, band shift and width, ATR depth, truncated range, atmosphere, biofilm, cellulose and water), chained in a physical order by one `Augmenter`.
+Chapter 2a turns them into balanced training sets, so that no test sample leaks into training.
 
 Docs: https://mp-cnn.github.io/mp_cnn/augment.html.md"""
 
@@ -8,7 +9,7 @@ Docs: https://mp-cnn.github.io/mp_cnn/augment.html.md"""
 __all__ = ['TRUNCATIONS', 'CELLULOSE', 'MAGNITUDES', 'PROBABILITIES', 'split_groups', 'split_by_source', 'label_codes',
            'augmentation', 'add_noise', 'add_baseline', 'scale', 'shift', 'broaden', 'atr_ratio', 'truncate',
            'atmosphere_bands', 'add_atmosphere', 'biofilm_spectra', 'cellulose_spectra', 'water_band', 'mix',
-           'Augmenter', 'balance', 'augment_then_split', 'AugmentedDataset', 'ViewsDataset', 'augment_batch']
+           'Augmenter']
 
 # %% ../nbs/02_augment.ipynb #74ace17c
 import functools, math, inspect
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from fastcore.basics import patch
 
-from .spectra import Spectra, concat, DEFAULT_GRID
+from .spectra import Spectra, DEFAULT_GRID
 
 # %% ../nbs/02_augment.ipynb #acf38c83
 def _group_counts(spectra):
@@ -90,10 +91,15 @@ def _rand(g, x, *shape, normal=False):
     return r.to(x.device)
 
 # %% ../nbs/02_augment.ipynb #f8147cc9
-def augmentation(f):
+def augmentation(f, # a torch function `f(wn, x, m, g, **options)`: axis, batch (n, p) without NaN, magnitude per row (n, 1), generator
+                ):
     "Make `f(wn, x, m, g)` (torch tensors, `m` of shape (n, 1)) accept numpy arrays and seeds too, and keep NaN as NaN."
     @functools.wraps(f)
-    def _f(wavenumbers, X, magnitude=1., rng=None, **kwargs):
+    def _f(wavenumbers, # the axis (cm-1), numpy or torch
+           X, # spectra (n, p) or one spectrum, numpy or torch; NaN where not measured (kept)
+           magnitude=1., # strength: a number, or one per row
+           rng=None, # numpy input: a seed or numpy generator; torch input: a `torch.Generator`
+           **kwargs):
         is_np = not isinstance(X, torch.Tensor)
         if is_np:
             rng = np.random.default_rng(rng)
@@ -106,10 +112,9 @@ def augmentation(f):
         out = f(wn, _fill_nan(x), m, g, **kwargs).masked_fill(nan, math.nan)
         out = out.reshape(np.shape(X)) if is_np else out.reshape(X.shape)
         return out.numpy() if is_np else out
-    P = inspect.Parameter       # the signature callers see: (wavenumbers, X, magnitude, rng) and f's own options
-    _f.__signature__ = inspect.Signature([P('wavenumbers', P.POSITIONAL_OR_KEYWORD), P('X', P.POSITIONAL_OR_KEYWORD),
-        P('magnitude', P.POSITIONAL_OR_KEYWORD, default=1.), P('rng', P.POSITIONAL_OR_KEYWORD, default=None)] +
-        [p.replace(kind=P.KEYWORD_ONLY) for p in list(inspect.signature(f).parameters.values())[4:]])
+    del _f.__wrapped__; _f.__delwrap__ = f   # docments: the four parameters above, then `f`'s own options
+    P, own = inspect.Parameter, list(inspect.signature(f).parameters.values())[4:]
+    _f.__signature__ = inspect.Signature([*list(inspect.signature(_f).parameters.values())[:4], *[p.replace(kind=P.KEYWORD_ONLY) for p in own]])
     return _f
 
 # %% ../nbs/02_augment.ipynb #05e6006f
@@ -144,7 +149,9 @@ def shift(wn, x, m, g):
     return x.gather(1, i) * (1 - w) + x.gather(1, i + 1) * w
 
 @augmentation
-def broaden(wn, x, m, g, max_points=40):
+def broaden(wn, x, m, g,
+            max_points=40, # the kernel reaches at most this many points each side
+           ):
     "Convolve each row with a Gaussian of standard deviation uniform in [0, `magnitude`] cm-1."
     step = (wn[-1] - wn[0]) / (len(wn) - 1)
     sd = (m * _rand(g, x, len(x), 1) / step).clamp_min(1e-6)          # in grid points
@@ -155,7 +162,9 @@ def broaden(wn, x, m, g, max_points=40):
     return torch.einsum('npk,nk->np', xp.unfold(1, 2 * k + 1, 1), kern)
 
 @augmentation
-def atr_ratio(wn, x, m, g, wn_ref=2000.):
+def atr_ratio(wn, x, m, g,
+              wn_ref=2000., # the wavenumber (cm-1) left unchanged
+             ):
     "Multiply by (wn_ref / wn)^k, k uniform in ±`magnitude`: ATR's depth of penetration grows with wavelength (k = 1 for ATR vs transmission)."
     k = m * (2 * _rand(g, x, len(x), 1) - 1)
     return x * (wn_ref / wn[None]) ** k
@@ -164,7 +173,9 @@ def atr_ratio(wn, x, m, g, wn_ref=2000.):
 TRUNCATIONS = ((750, math.inf), (1250, math.inf), (0, 3600), (750, 3600), (1250, 3600))
 
 @augmentation
-def truncate(wn, x, m, g, ranges=TRUNCATIONS):
+def truncate(wn, x, m, g,
+             ranges=TRUNCATIONS, # (low, high) cm-1 ranges to keep, one chosen per row
+            ):
     "With probability `magnitude` per row, set NaN outside one of `ranges` (low, high) cm-1 chosen at random."
     r = torch.tensor(ranges, dtype=x.dtype, device=x.device)
     pick = r[(_rand(g, x, len(x)) * len(r)).long().clamp_max(len(r) - 1)]
@@ -245,7 +256,9 @@ def water_band(wavenumbers, # the axis (cm-1)
 
 # %% ../nbs/02_augment.ipynb #4386e4f2
 @augmentation
-def mix(wn, x, m, g, bank=None):
+def mix(wn, x, m, g,
+        bank=None, # interferent spectra (k, p), each scaled to max 1
+       ):
     "Add a random row of `bank` (interferent spectra, max 1) times a fraction uniform in [0, `magnitude`] of the row's range."
     bank = torch.as_tensor(bank, dtype=x.dtype).to(x.device)
     if len(bank) == 0: return x
@@ -262,12 +275,12 @@ _STEPS = dict(broaden=broaden, atr_ratio=atr_ratio, shift=shift, scale=scale, ad
 
 class Augmenter:
     "Random chain of augmentations, each applied to a row with its probability and a random strength up to its magnitude."
-    def __init__(self, wavenumbers=DEFAULT_GRID, # the spectra's axis (cm-1)
+    def __init__(self, wavenumbers=None, # the spectra's axis (cm-1); default `DEFAULT_GRID`
                  interferents:dict=None, # name ('biofilm', 'cellulose', 'water') -> (k, p) spectra, max 1; default: synthetic water only
                  magnitudes:dict=None, # overrides of `MAGNITUDES`
                  probabilities:dict=None, # overrides of `PROBABILITIES`
                 ):
-        self.wavenumbers = np.asarray(wavenumbers, np.float64)
+        self.wavenumbers = np.asarray(DEFAULT_GRID if wavenumbers is None else wavenumbers, np.float64)
         self.interferents = dict(water=water_band(self.wavenumbers)) if interferents is None else dict(interferents)
         self.magnitudes = {**MAGNITUDES, **(magnitudes or {})}
         self.probabilities = {**PROBABILITIES, **(probabilities or {})}
@@ -317,101 +330,3 @@ def __call__(self:Augmenter, X, # numpy rows (n, p) or one row
     g = torch.Generator().manual_seed(int(rng.integers(2**62)))
     x = torch.from_numpy(np.atleast_2d(np.asarray(X, np.float32))).to(device or 'cpu')
     return self.torch(x, g).cpu().numpy().reshape(np.shape(X))
-
-# %% ../nbs/02_augment.ipynb #2cf3777f
-def balance(train:Spectra, # the training part
-            n_per_class:int=1000, # spectra per class after balancing
-            seed:int=0, # seeds the subsample and the augmentation
-            augmenter=None, # default: `Augmenter.from_spectra(train)`
-           ) -> Spectra:
-    "Bring every class of `train` to `n_per_class`: larger classes are subsampled, smaller ones topped up with augmented copies of their own spectra."
-    rng = np.random.default_rng(seed)
-    augmenter = Augmenter.from_spectra(train) if augmenter is None else augmenter
-    meta = train.meta.copy()
-    sid = meta['sample_id'].astype(str) if 'sample_id' in meta else pd.Series(np.arange(len(train)).astype(str))
-    meta['parent'], meta['synthetic'] = sid.to_numpy(), False
-    parts = []
-    for c in sorted(meta['label'].astype(str).unique()):
-        idx = np.flatnonzero(meta['label'].astype(str).to_numpy() == c)
-        if len(idx) >= n_per_class:
-            keep = np.sort(rng.choice(idx, n_per_class, replace=False))
-            parts.append(Spectra(train.wavenumbers, train.X[keep], meta.iloc[keep]))
-            continue
-        k = n_per_class - len(idx)
-        par = np.concatenate([rng.permutation(idx) for _ in range(-(-k // len(idx)))])[:k]   # every original used evenly
-        m = meta.iloc[par].copy()
-        m['synthetic'] = True
-        m['sample_id'] = [f'{p}#aug{j}' for j, p in enumerate(m['parent'])]
-        parts += [Spectra(train.wavenumbers, train.X[idx], meta.iloc[idx]), Spectra(train.wavenumbers, augmenter(train.X[par], rng), m)]
-    return concat(parts)
-
-# %% ../nbs/02_augment.ipynb #a21141bf
-def augment_then_split(spectra:Spectra, # all spectra
-                       n_per_class:int=1000, # spectra per class after balancing
-                       test_size:float=0.2, # fraction tested
-                       seed:int=0, # seeds balancing and split
-                       augmenter=None, # default: `Augmenter.from_spectra(spectra)`
-                      ) -> tuple:
-    "LEAKY, for comparison only: balance all of `spectra` by augmentation, then split (train, test) at random."
-    bal = balance(spectra, n_per_class, seed, augmenter)
-    test = np.random.default_rng(seed).random(len(bal)) < test_size
-    return bal[~test], bal[test]
-
-# %% ../nbs/02_augment.ipynb #94285f75
-class AugmentedDataset(torch.utils.data.Dataset):
-    "Torch dataset of (augmented spectrum, class index); call `set_epoch` each epoch for fresh, reproducible variants."
-    def __init__(self, # the dataset
-                 spectra:Spectra, # the training spectra
-                 classes:list=None, # class names (default: the sorted labels)
-                 augmenter=None, # None: no augmentation
-                 transform=None, # applied to each (1, p) array after augmentation
-                 seed:int=0, # with the epoch and index, seeds each variant
-                ):
-        self.spectra, self.augmenter, self.transform, self.seed, self.epoch = spectra, augmenter, transform, seed, 0
-        self.classes = sorted(spectra.labels.astype(str).unique()) if classes is None else list(classes)
-        self.y = label_codes(spectra, self.classes)
-    def set_epoch(self, epoch): self.epoch = epoch
-    def __len__(self): return len(self.spectra)
-    def __getitem__(self, i):
-        x = self.spectra.X[i:i + 1]
-        if self.augmenter is not None: x = self.augmenter(x, np.random.default_rng([self.seed, self.epoch, i]))
-        if self.transform is not None: x = self.transform(x)
-        return torch.as_tensor(np.asarray(x, np.float32)[0]), int(self.y[i])
-
-# %% ../nbs/02_augment.ipynb #01ef738e
-class ViewsDataset(torch.utils.data.Dataset):
-    "`n_views` versions of `spectra` made once (the first as is, the rest by `augmenter`), each through `transform` (Spectra -> Spectra); epoch `e` reads view `e % n_views`."
-    def __init__(self, # the dataset
-                 spectra:Spectra, # the training spectra
-                 n_views:int=4, # versions of each spectrum, the first as measured
-                 classes:list=None, # class names (default: the sorted labels)
-                 augmenter=None, # default: `Augmenter.from_spectra(spectra)`
-                 transform=None, # Spectra -> Spectra, applied to every view (the preprocessing)
-                 seed:int=0, # seeds the views
-                 device=None, # where to augment
-                 chunk:int=4096, # spectra augmented at once
-                ):
-        labels = spectra.labels.astype(str)
-        self.classes = sorted(labels.unique()) if classes is None else list(classes)
-        self.y = torch.as_tensor(label_codes(spectra, self.classes))
-        augmenter = Augmenter.from_spectra(spectra) if augmenter is None else augmenter
-        rng = np.random.default_rng(seed)
-        X = spectra.X
-        views = [spectra] + [spectra.with_X(np.concatenate([augmenter(X[i:i + chunk], rng, device) for i in range(0, len(X), chunk)]))
-                             for _ in range(n_views - 1)]
-        self.views = [torch.as_tensor(np.asarray((transform(v) if transform else v).X, np.float32)) for v in views]
-        self.epoch = 0
-    def set_epoch(self, epoch): self.epoch = epoch
-    def __len__(self): return len(self.y)
-    def __getitem__(self, i): return self.views[self.epoch % len(self.views)][i], self.y[i]
-
-# %% ../nbs/02_augment.ipynb #b72bc3be
-def augment_batch(x:torch.Tensor, # a batch (n, p), on any device
-                  wavenumbers=DEFAULT_GRID, # its axis (cm-1)
-                  augmenter=None, # default: `Augmenter(wavenumbers)` (synthetic water only)
-                  generator=None, # a `torch.Generator`
-                 ) -> torch.Tensor:
-    "Augment the batch tensor `x` (n, p) on its device with `augmenter` (default: `Augmenter` with synthetic water only)."
-    augmenter = Augmenter(wavenumbers) if augmenter is None else augmenter
-    if len(augmenter.wavenumbers) != x.shape[-1]: raise ValueError(f"x has {x.shape[-1]} points but the augmenter's axis has {len(augmenter.wavenumbers)}")
-    return augmenter.torch(x, generator)

@@ -7,16 +7,18 @@ Docs: https://mp-cnn.github.io/mp_cnn/batch.html.md"""
 # %% ../nbs/06a_batch.ipynb #6ac6c1de
 from __future__ import annotations
 import re, sys, glob, argparse
+from typing import Annotated
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from fastcore.script import call_parse, anno_parser
 
 from .classify import Classifier, ID_COLUMNS, EVIDENCE
 from .openset import plot_match
 
 # %% auto #0
-__all__ = ['EXIT_CODES', 'polymer_map', 'match_plots', 'classify_files', 'classify_cli']
+__all__ = ['EXIT_CODES', 'polymer_map', 'match_plots', 'classify_files', 'classify_command', 'classify_cli']
 
 # %% ../nbs/06a_batch.ipynb #8d353071
 def _expand(paths):
@@ -96,36 +98,14 @@ def classify_files(paths, # files, folders, zips or globs
            (EVIDENCE if clf.rule is not None else [])
     return df.reindex(columns=list(dict.fromkeys(cols + list(df.columns)))), spectra
 
+# %% ../nbs/06a_batch.ipynb #3b7c4e0f
 EXIT_CODES = {0: 'every file read and at least one spectrum classified (rows flagged as not classifiable, e.g. Raman or an interferogram, are results)',
               1: 'no spectrum could be classified (all unreadable or flagged)',
               2: 'usage error: bad options, no checkpoint at --model, output not writable',
               3: 'partial: some spectra classified, but some files could not be read (their error rows say why)'}
 
-def classify_cli(argv=None, # command-line arguments (default: `sys.argv[1:]`)
-                ):
-    "`mp-cnn classify`: classify spectrum files, folders or globs with the shipped (or `--model`) model; one CSV row per spectrum."
-    p = argparse.ArgumentParser(prog='mp-cnn classify', description=classify_cli.__doc__.split(': ', 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog='exit codes:\n' + '\n'.join(f'  {k}  {v}' for k, v in EXIT_CODES.items()))
-    p.add_argument('paths', nargs='+', metavar='PATH')
-    p.add_argument('-o', '--output', help='CSV to write (default: print it)')
-    p.add_argument('--model', help='a checkpoint folder (default: the shipped model)')
-    p.add_argument('--top-k', type=int, default=3); p.add_argument('--alpha', type=float, default=0.05)
-    p.add_argument('--timeout', type=float, default=60., help='seconds one file may take to read (default 60)')
-    p.add_argument('--plots', metavar='DIR', help="write one PNG per classifiable spectrum into DIR: the spectrum over its best "
-                   "reference with its Pearson r, named <file>_<spectrum index>.png (off by default)")
-    p.add_argument('--max-plots', type=int, default=200, help='at most this many PNGs with --plots, the first spectra in file order (default 200)')
-    a = p.parse_args(argv)
-    try: clf = Classifier.load(a.model)
-    except (OSError, ValueError, KeyError) as e: print(f"mp-cnn classify: error: cannot load the model: {e}", file=sys.stderr); return 2
-    try: df, spectra = classify_files(a.paths, clf, a.alpha, a.top_k, timeout=a.timeout)
-    except Exception as e:     # a bug of ours: say so in one line, no traceback
-        print(f"mp-cnn classify: internal error ({type(e).__name__}: {e}); please report it with the file that caused it", file=sys.stderr); return 1
-    try: df.to_csv(a.output or sys.stdout, index=False)
-    except OSError as e: print(f"mp-cnn classify: error: cannot write {a.output}: {e}", file=sys.stderr); return 2
-    if a.plots:
-        try: print(f"{len(match_plots(spectra, clf, a.plots, a.max_plots))} match plots in {a.plots}", file=sys.stderr)
-        except (OSError, ValueError) as e: print(f"mp-cnn classify: plots not written: {e}", file=sys.stderr)
-    out = Path(a.output) if a.output else Path('.')/'mp_cnn'
+def _maps(df, spectra, out):
+    "A polymer map PNG next to `out` for every file that is a map (spectra with `x`, `y`); the counts per class on stderr."
     for s in spectra:
         if 'x' in s.meta and s.meta['x'].notna().all() and len(s) > 1:
             f = s.meta['file'].iloc[0]
@@ -134,6 +114,9 @@ def classify_cli(argv=None, # command-line arguments (default: `sys.argv[1:]`)
             try: polymer_map(m, png, f)
             except Exception as e: print(f"map of {f}: not drawn ({type(e).__name__}: {e})", file=sys.stderr); continue
             print(f"map of {f}: {png}; counts: " + ', '.join(f"{k} {v}" for k, v in m['label'].fillna('unlabelled').value_counts().items()), file=sys.stderr)
+
+def _report(df, spectra):
+    "Print the batch's counts (labelled, unknown, flagged, unreadable) to stderr; the exit code of `EXIT_CODES`."
     n_ok = int(df['top1'].notna().sum()) if 'top1' in df else 0
     n_err = int(df['flag'].astype(str).str.startswith('unreadable').sum())
     n_lab = int(df['label'].notna().sum()) if 'label' in df else 0
@@ -144,3 +127,37 @@ def classify_cli(argv=None, # command-line arguments (default: `sys.argv[1:]`)
     for why, k in df.loc[none & df['flag'].astype(str).ne(''), 'flag'].astype(str).str.split(':').str[0].value_counts().head(8).items():
         print(f"  {k} x {why}", file=sys.stderr)
     return 1 if not n_ok else 3 if n_err else 0
+
+# %% ../nbs/06a_batch.ipynb #3b7c4e10
+@call_parse
+def classify_command(paths:Annotated[str, dict(nargs='+', metavar='PATH')], # spectrum files, folders, zips or globs
+                     Output:str=None, # CSV to write (default: print it)
+                     model:str=None, # a checkpoint folder (default: the shipped model)
+                     top_k:int=3, # how many ranked classes to report
+                     alpha:float=0.05, # error rate of the prediction sets
+                     timeout:float=60., # seconds one file may take to read
+                     plots:Annotated[str, dict(metavar='DIR')]=None, # write one PNG per classifiable spectrum into DIR: the spectrum over its best reference with its Pearson r, named <file>_<spectrum index>.png (off by default)
+                     max_plots:int=200, # at most this many PNGs with --plots, the first spectra in file order
+                    ) -> int:
+    "Classify spectrum files, folders, zips or globs with the shipped (or `--model`) model; one CSV row per spectrum."
+    try: clf = Classifier.load(model)
+    except (OSError, ValueError, KeyError) as e: print(f"mp-cnn classify: error: cannot load the model: {e}", file=sys.stderr); return 2
+    try: df, spectra = classify_files(paths, clf, alpha, top_k, timeout=timeout)
+    except Exception as e:     # a bug of ours: say so in one line, no traceback
+        print(f"mp-cnn classify: internal error ({type(e).__name__}: {e}); please report it with the file that caused it", file=sys.stderr); return 1
+    try: df.to_csv(Output or sys.stdout, index=False)
+    except OSError as e: print(f"mp-cnn classify: error: cannot write {Output}: {e}", file=sys.stderr); return 2
+    if plots:
+        try: print(f"{len(match_plots(spectra, clf, plots, max_plots))} match plots in {plots}", file=sys.stderr)
+        except (OSError, ValueError) as e: print(f"mp-cnn classify: plots not written: {e}", file=sys.stderr)
+    _maps(df, spectra, Path(Output) if Output else Path('.')/'mp_cnn')
+    return _report(df, spectra)
+
+def classify_cli(argv:list=None, # the arguments after `mp-cnn classify` (default: `sys.argv[1:]`)
+                ) -> int:
+    "`mp-cnn classify`: `classify_command` with `argv` parsed by its docments; `--help` lists the exit codes."
+    p = anno_parser(classify_command, prog='mp-cnn classify')
+    p.formatter_class = argparse.RawDescriptionHelpFormatter   # keep the exit codes one per line
+    p.epilog = 'exit codes:\n' + '\n'.join(f'  {k}  {v}' for k, v in EXIT_CODES.items())
+    a = vars(p.parse_args(argv)); a.pop('pdb', None); a.pop('xtra', None)
+    return classify_command(**a)

@@ -100,7 +100,9 @@ class Classifier:
         return self._model
 
     @classmethod
-    def load(cls, path=None):
+    def load(cls,
+             path=None, # a checkpoint folder (default: the shipped model)
+            ):
         "The shipped model (`path` None) or any chapter-4 checkpoint folder; `calibration.json` and the open-set rule (`openset.json`, chapter 5a) are read when present."
         from safetensors.numpy import load_file
         path = Path(path) if path else pretrained_dir()
@@ -340,7 +342,7 @@ def fit_default(out, # the checkpoint folder to write
                 open_set=True, # also fit chapter 5a's open-set rule and reference library (`fit_open_set`) on the same split
                ):
     "Train `model` on `spectra` minus calibration groups, calibrate, fit the open-set rule, and write it all to `out`; the `Classifier`."
-    from mp_cnn.train import fit_corpus
+    from mp_cnn.recipe import fit_corpus
     from mp_cnn.augment import split_groups
     from mp_cnn.corpus import load_corpus
     from mp_cnn.openset import fit_open_set

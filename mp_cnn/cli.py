@@ -12,7 +12,7 @@ import sys, importlib
 
 # %% ../nbs/07_cli.ipynb #ad1b76bc
 COMMANDS = {  # name: (module, function, one-line help)
-    'train': ('mp_cnn.train', 'train_cli', 'train a CNN on the corpus and write a checkpoint'),
+    'train': ('mp_cnn.recipe', 'train_cli', 'train a CNN on the corpus and write a checkpoint'),
     'classify': ('mp_cnn.batch', 'classify_cli', 'label spectrum files with the shipped (or any) model: unknowns flagged, evidence shown'),
 }
 

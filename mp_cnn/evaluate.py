@@ -16,11 +16,12 @@ import torch.nn.functional as F
 
 from .spectra import Spectra
 from .preprocess import Pipeline, OPEN_SPECY_STEPS, DEFAULT_STEPS, library_search
-from .augment import split_groups, split_by_source, augment_then_split, add_noise, label_codes
+from .augment import split_groups, split_by_source, add_noise, label_codes
+from .datasets import augment_then_split
 from .models import count_params
 from .checkpoint import git_commit
-from .train import (PROFILES, Trainer, predict_logits, macro_f1, confusion_matrix, training_data, pick_device,
-                          profile_model)
+from .train import PROFILES, Trainer, predict_logits, macro_f1, confusion_matrix, pick_device, profile_model
+from .recipe import training_data
 
 # %% auto #0
 __all__ = ['LOSO_SOURCES', 'PROTOCOLS', 'BASELINES', 'PRIOR_LOSO', 'KNOWN_BANDS', 'accuracy', 'per_class',
@@ -174,8 +175,8 @@ def cnn_classifier(name:str, # one of `MODEL_NAMES`
                    device=None, # where to augment and train (default: `pick_device()`)
                    magnitudes:dict=None, # augmentation magnitudes overriding chapter 2's defaults
                    probabilities:dict=None, # augmentation probabilities overriding chapter 2's defaults
-                   min_signal:float=None, # drop training spectra whose `signal_score` is below this (chapter 4; never test spectra)
-                   source_balanced:bool=False, # weigh every source the same within a class before balancing (chapter 4's `source_balance`)
+                   min_signal:float=None, # drop training spectra whose `signal_score` is below this (chapter 4a; never test spectra)
+                   source_balanced:bool=False, # weigh every source the same within a class before balancing (chapter 4a's `source_balance`)
                    **overrides, # profile entries to override
                   ):
     "A classifier that trains CNN `name` on train and predicts test; info has params, train_s, epochs and the model."

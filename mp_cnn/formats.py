@@ -61,6 +61,7 @@ def file_spectra(path, # the file the spectra were read from
 # %% ../nbs/00a_formats.ipynb #0454004c
 def text_lines(path, # a text file: UTF-8, UTF-16 with its BOM, else Latin-1
               ):
+    "The file's non-blank lines, decoded as UTF-16 (with a BOM), UTF-8 or Latin-1."
     raw = Path(path).read_bytes()
     if raw[:2] in (b'\xff\xfe', b'\xfe\xff'): text = raw.decode('utf-16', 'replace')     # UTF-16 with its BOM (Windows tools)
     else:

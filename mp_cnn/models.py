@@ -36,7 +36,8 @@ class GAF(nn.Module):
         if kind not in ('summation', 'difference'): raise ValueError(f"kind must be 'summation' or 'difference', got {kind!r}")
         self.image_size, self.kind = image_size, kind
 
-    def forward(self, x):
+    def forward(self, x, # spectra, (n, length) or (n, 1, length)
+               ):
         x = F.adaptive_avg_pool1d(_spectra(x).unsqueeze(1), self.image_size)[:, 0]
         lo, hi = x.amin(1, keepdim=True), x.amax(1, keepdim=True)
         c = ((x - lo) / (hi - lo).clamp_min(1e-12) * 2 - 1).clamp(-1, 1)  # cos(phi) in [-1, 1]
@@ -56,7 +57,8 @@ class SquareReshape(nn.Module):
         super().__init__()
         self.image_size = image_size
 
-    def forward(self, x):
+    def forward(self, x, # spectra, (n, length) or (n, 1, length)
+               ):
         x, n = _spectra(x), self.image_size ** 2
         if x.shape[1] > n: x = F.adaptive_avg_pool1d(x.unsqueeze(1), n)[:, 0]
         return F.pad(x, (0, n - x.shape[1])).view(-1, 1, self.image_size, self.image_size)
@@ -113,7 +115,8 @@ class LeNet(nn.Module):
                                       *_conv_bn(dim, c1, c2, 5, pad=0), pool(2), _nd(dim, 'AdaptiveAvgPool')(out))
         self.classifier = _mlp([c2 * out ** dim, _ch(120, width), _ch(84, width), n_classes])
 
-    def forward(self, x): return self.classifier(self.features(x))
+    def forward(self, x, # a batch (n, in_ch, length), or (n, in_ch, side, side) for the 2D net
+               ): return self.classifier(self.features(x))
 
 # %% ../nbs/03_models.ipynb #75d8447b
 class AlexNet(nn.Module):
@@ -135,7 +138,8 @@ class AlexNet(nn.Module):
                                       *_conv_bn(dim, c[3], c[4], 3), pool(), _nd(dim, 'AdaptiveAvgPool')(out))
         self.classifier = _mlp([c[4] * out ** dim, h, h, n_classes], dropout)
 
-    def forward(self, x): return self.classifier(self.features(x))
+    def forward(self, x, # a batch (n, in_ch, length), or (n, in_ch, side, side) for the 2D net
+               ): return self.classifier(self.features(x))
 
 # %% ../nbs/03_models.ipynb #1c82e8cd
 class VGG16(nn.Module):
@@ -159,7 +163,8 @@ class VGG16(nn.Module):
         self.features = nn.Sequential(*layers, _nd(dim, 'AdaptiveAvgPool')(out))
         self.classifier = _mlp([ci * out ** dim, h, h, n_classes], dropout)
 
-    def forward(self, x): return self.classifier(self.features(x))
+    def forward(self, x, # a batch (n, in_ch, length), or (n, in_ch, side, side) for the 2D net
+               ): return self.classifier(self.features(x))
 
 # %% ../nbs/03_models.ipynb #e1c478a4
 class BasicBlock(nn.Module):
@@ -177,7 +182,8 @@ class BasicBlock(nn.Module):
         self.shortcut = (nn.Sequential(conv(ci, co, 1, stride, bias=False), bn(co))
                          if stride != 1 or ci != co else nn.Identity())
 
-    def forward(self, x):
+    def forward(self, x, # feature maps (n, ci, ...)
+               ):
         return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))) + self.shortcut(x))
 
 # %% ../nbs/03_models.ipynb #3bfecb27
@@ -200,7 +206,8 @@ class ResNet34(nn.Module):
         self.features = nn.Sequential(*blocks, _nd(dim, 'AdaptiveAvgPool')(1))
         self.classifier = _mlp([ci, n_classes])
 
-    def forward(self, x): return self.classifier(self.features(x))
+    def forward(self, x, # a batch (n, in_ch, length), or (n, in_ch, side, side) for the 2D net
+               ): return self.classifier(self.features(x))
 
 # %% ../nbs/03_models.ipynb #11e42f07
 class SpectrumModel(nn.Module):
@@ -213,7 +220,8 @@ class SpectrumModel(nn.Module):
         super().__init__()
         self.encoder, self.net, self.config = encoder, net, dict(config or {})
 
-    def forward(self, x):
+    def forward(self, x, # spectra, (n, length) or (n, 1, length)
+               ):
         x = _spectra(x)
         return self.net(x.unsqueeze(1) if self.encoder is None else self.encoder(x))
 

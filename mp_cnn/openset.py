@@ -53,9 +53,9 @@ class Library:
     def __init__(self,
                  X, # reference spectra in model-input space, n references x grid points (stored as float16)
                  meta, # one row per reference: label, dataset, source, sample_id, group, licence, n
-                 grid=DEFAULT_GRID, # their wavenumber axis (cm-1)
+                 grid=None, # their wavenumber axis (cm-1); default `DEFAULT_GRID`
                 ):
-        self.X, self.meta, self.grid = np.asarray(X, np.float16), pd.DataFrame(meta).reset_index(drop=True), np.asarray(grid, np.float64)
+        self.X, self.meta, self.grid = np.asarray(X, np.float16), pd.DataFrame(meta).reset_index(drop=True), np.asarray(DEFAULT_GRID if grid is None else grid, np.float64)
         self.classes = sorted(self.meta['label'].unique())
         self.codes = pd.Categorical(self.meta['label'], categories=self.classes).codes
         self.U = unit_rows(self.X.astype(np.float32))
@@ -215,11 +215,11 @@ BLANK_KINDS = ('noise', 'baseline', 'water vapour', 'CO2', 'vapour + CO2 + basel
 
 def blank_spectra(n=50, # how many (cycling through `BLANK_KINDS`)
                   seed=0, # random seed
-                  wavenumbers=DEFAULT_GRID, # their axis (cm-1)
+                  wavenumbers=None, # their axis (cm-1); default `DEFAULT_GRID`
                  ):
     "`Spectra` of `n` sample-free scans in absorbance: noise, baseline, water-vapour and CO2 lines, no polymer band."
     from mp_cnn.augment import atmosphere_bands   # imports torch: only where blanks are made
-    g, wn = np.random.default_rng(seed), np.asarray(wavenumbers, np.float64)
+    g, wn = np.random.default_rng(seed), np.asarray(DEFAULT_GRID if wavenumbers is None else wavenumbers, np.float64)
     co2, h2o = atmosphere_bands(wn)
     t = (wn - wn.mean()) / np.ptp(wn)
     X, kinds = [], []
@@ -308,9 +308,13 @@ class OpenSetRule:
     @classmethod
     def fit(cls, model, # the trained network
             library:Library, # references from the network's training spectra
-            X_fit, y_fit, # model input and class codes of (some of) the network's training spectra
+            X_fit, # model input of (some of) the network's training spectra
+            y_fit, # their class codes
             X_cal, # model input of calibration spectra of the known classes, never trained on
-            classes, method=DEFAULT_RULE, acceptance=0.95):
+            classes, # the network's class names
+            method=DEFAULT_RULE, # score names joined by '+' (default: `DEFAULT_RULE`)
+            acceptance=0.95, # fraction of calibration spectra the rule must accept
+           ):
         "A rule whose feature statistics come from `X_fit` and thresholds from `X_cal` (accepting `acceptance` of them)."
         stats = fit_feature_stats(*logits_features(model, X_fit), np.asarray(y_fit))
         Lc, Fc = logits_features(model, X_cal)
@@ -325,7 +329,8 @@ class OpenSetRule:
 # %% ../nbs/05a_openset.ipynb #1c358c10
 @patch
 def __call__(self:OpenSetRule, X, # (n, grid) model input
-             logits, features, # the network's outputs on `X` (`logits_features`)
+             logits, # the network's logits on `X` (`logits_features`)
+             features, # its penultimate features on `X` (`logits_features`)
             ):
     "(unknown: bool array, reasons: list of str ('' when known), evidence: DataFrame with the best reference, r, and the scores)."
     S = open_set_scores(self.stats, self.library, X, logits, features, only=list(self.thr))

@@ -391,7 +391,9 @@ class Pipeline:
     @property
     def config(self): return [dict(s) for s in self.steps]
     @classmethod
-    def from_config(cls, cfg):
+    def from_config(cls,
+                    cfg, # `.config` (a list of step dicts) or its JSON string
+                   ):
         "A `Pipeline` from `.config` or its JSON string."
         return cls(json.loads(cfg) if isinstance(cfg, str) else cfg)
 
@@ -407,7 +409,9 @@ class Pipeline:
         wn, X = _run(self.steps[b:], wn, X)
         return wn, np.asarray(X, np.float32)
 
-    def __call__(self, spectra):
+    def __call__(self,
+                 spectra, # the `Spectra` to process
+                ):
         "The processed spectra (same `meta`), float32."
         if self.check: check_spectra(spectra)
         return spectra.with_X(*self.apply(spectra.wavenumbers, spectra.X)[::-1])

@@ -183,6 +183,7 @@ class Source:
     def paths(self,
               data_dir=None, # data directory (default: `data_folder()`, i.e. `$MP_CNN_DATA` or the user cache)
              ):
+        "The paths of its `files` in the data directory."
         return [data_folder(data_dir)/self.folder/f for f in self.files]
 
 _FLOPP = ("De Frond H, Rubinovitz R, Rochman CM (2021) uATR-FTIR spectral libraries of plastic particles (FLOPP and FLOPP-e) "

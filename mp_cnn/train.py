@@ -1,5 +1,5 @@
 """One plain-PyTorch trainer for all eight CNNs, on a laptop CPU, an Apple GPU or several CUDA GPUs, that leaves behind a checkpoint (chapter 3a) which needs nothing pickled to load.
-Also the hardware profiles, the corpus recipe chapter 5 evaluates (`training_data`), the shared metrics and the `mp-cnn train` command.
+Also the hardware profiles, the shared metrics and the training throughput; chapter 4a trains the models on the corpus with it.
 
 Docs: https://mp-cnn.github.io/mp_cnn/train.html.md"""
 
@@ -7,9 +7,8 @@ Docs: https://mp-cnn.github.io/mp_cnn/train.html.md"""
 
 # %% ../nbs/04_train.ipynb #5d0b531a
 from __future__ import annotations
-import os, time, math, warnings
+import os, time, math
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import pandas as pd
@@ -20,20 +19,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, TensorDataset, DistributedSampler
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from fastcore.script import call_parse, anno_parser, store_true
 
-from .spectra import Spectra
-from .corpus import load_corpus
-from .preprocess import Pipeline, DEFAULT_STEPS, CONFORM
-from .augment import split_groups, split_by_source, Augmenter, balance, ViewsDataset, label_codes
-from .models import get_model, MODEL_NAMES, time_steps
+from .models import get_model, time_steps
 from .checkpoint import cpu_state, save_checkpoint, load_checkpoint, checkpoint_grid
 
 # %% auto #0
-__all__ = ['PROFILES', 'QUALITY_BANDS', 'dist_env', 'pick_device', 'init_distributed', 'confusion_matrix', 'macro_f1',
-           'profile_model', 'predict_logits', 'Trainer', 'signal_score', 'source_balance', 'training_data',
-           'fit_corpus', 'train_command', 'train_cli', 'train_throughput', 'save_checkpoint', 'load_checkpoint',
-           'checkpoint_grid']
+__all__ = ['PROFILES', 'dist_env', 'pick_device', 'init_distributed', 'confusion_matrix', 'macro_f1', 'profile_model',
+           'predict_logits', 'Trainer', 'train_throughput', 'save_checkpoint', 'load_checkpoint', 'checkpoint_grid']
 
 # %% ../nbs/04_train.ipynb #6e8fc1c6
 def dist_env() -> tuple:
@@ -167,7 +159,9 @@ def loader(self:Trainer, epoch:int=0, # which epoch: sets the shuffle and, for v
     return DataLoader(self.train_ds, shuffle=True, generator=torch.Generator().manual_seed(self.seed + epoch), **kw)
 
 @patch
-def step(self:Trainer, xb, yb, # one batch of spectra and class codes
+def step(self:Trainer,
+         xb, # one batch of spectra
+         yb, # their class codes
          opt, # the optimiser
          sched=None, # a scheduler stepped after the optimiser, if any
         ) -> float:
@@ -296,145 +290,6 @@ def lr_find(self:Trainer, start:float=1e-6, # first learning rate
 
 # %% ../nbs/04_train.ipynb #d00690f7
 _all_ = ['save_checkpoint', 'load_checkpoint', 'checkpoint_grid']   # re-exported from mp_cnn.checkpoint
-
-# %% ../nbs/04_train.ipynb #1ab733f0
-QUALITY_BANDS = ((650., 1300.), (2700., 3100.))
-
-def signal_score(spectra:Spectra, # raw spectra, in any units chapter 1 converts to absorbance
-                 window:int=9, # Savitzky-Golay window (grid points) separating bands from noise
-                 bands=QUALITY_BANDS, # (lo, hi) cm-1 ranges where the band height is taken
-                ) -> np.ndarray:
-    "Band height over noise, per spectrum: the top of the smoothed, baseline-corrected absorbance in `bands` over the RMS residual of the smoothing (0 where `bands` hold no data)."
-    A = Pipeline.from_config([dict(step='absorbance', units='auto'), CONFORM, dict(step='flatten', mode='nan')])(spectra)
-    S = Pipeline.from_config([dict(step='smooth', window=window, polyorder=3)])(A)
-    B = Pipeline.from_config([dict(step='baseline', method='imodpoly', poly_order=3)])(S).X
-    inside = np.zeros(len(A.wavenumbers), bool)
-    for lo, hi in bands: inside |= (A.wavenumbers >= lo) & (A.wavenumbers <= hi)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', RuntimeWarning)
-        height = np.nanmax(np.where(inside, B, np.nan), 1)
-        noise = np.sqrt(np.nanmean((A.X - S.X) ** 2, 1))
-    return np.nan_to_num(height / np.maximum(noise, 1e-12), nan=0.)
-
-def source_balance(train:Spectra, # spectra with `label` and `source` columns
-                   seed:int=0, # seeds the draws
-                   max_repeat:int=5, # no spectrum drawn more often than this on average (a source with 1 PVC stays small)
-                  ) -> Spectra:
-    "Every class resampled to about its own size with the same number of spectra from each source that has it (with replacement where a source has fewer, at most `max_repeat` times its size)."
-    rng, meta, idx = np.random.default_rng(seed), train.meta.reset_index(drop=True), []
-    for _, rows in meta.groupby('label').groups.items():
-        rows = np.asarray(rows)
-        by_source = [rows[(meta.source.to_numpy()[rows] == s)] for s in meta.source.iloc[rows].unique()]
-        k = -(-len(rows) // len(by_source))
-        idx += [rng.choice(r, min(k, max_repeat * len(r)), replace=len(r) < k) for r in by_source]
-    return train[np.sort(np.concatenate(idx))]
-
-# %% ../nbs/04_train.ipynb #a0745dff
-def _split(sp, valid_size, seed, held_out=None):
-    "(train, valid): source `held_out` against the rest, else a `split_groups` split by physical sample."
-    return split_by_source(sp, held_out) if held_out is not None else split_groups(sp, valid_size, seed)
-
-def training_data(train:Spectra, # the training part of a split (raw spectra)
-                  classes:list, # class names: a label's code is its index here
-                  prep, # preprocessing applied to every view (a `Pipeline`: Spectra -> Spectra)
-                  hp:dict, # a profile (`PROFILES`): its `balance` (spectra per class) and `views`
-                  seed:int=0, # seeds balancing and augmentation
-                  rebalance:bool=True, # bring every class to hp['balance'] first (False: `train` is balanced already)
-                  device=None, # where to augment (default: the CPU)
-                  magnitudes:dict=None, # augmentation magnitudes overriding `augment.MAGNITUDES` (chapter 2)
-                  probabilities:dict=None, # augmentation probabilities overriding `augment.PROBABILITIES`
-                  min_signal:float=None, # drop training spectra whose `signal_score` is below this (None: keep all)
-                  source_balanced:bool=False, # first resample each class so that every source in it weighs the same (`source_balance`)
-                 ) -> tuple:
-    "(dataset, spectra) to train on: `train` balanced, in hp['views'] views (the first as measured, the rest augmented), each through `prep`; the spectra's `drops` counts what `min_signal` removed, per source and class."
-    drops = pd.DataFrame(columns=['source', 'label', 'reason', 'spectra'])
-    if min_signal is not None:
-        low = signal_score(train) < min_signal
-        drops = (train.meta[low].groupby(['source', 'label']).size().rename('spectra').reset_index()
-                 .assign(reason=f'signal_score < {min_signal:g}')[drops.columns])
-        train = train[~low]
-    if source_balanced: train = source_balance(train, seed)
-    aug = Augmenter.from_spectra(train, magnitudes=magnitudes, probabilities=probabilities)   # interferents from the training part only
-    if hp.get('balance') and rebalance: train = balance(train, hp['balance'], seed, aug)
-    train.drops = drops
-    return ViewsDataset(train, hp.get('views') or 1, classes, aug, prep, seed, device), train
-
-# %% ../nbs/04_train.ipynb #54199eaf
-def fit_corpus(model:str='lenet_1d', # one of `MODEL_NAMES`
-               profile:str='cpu', # a name in `PROFILES`
-               out=None, # checkpoint folder (also metrics.csv and resume.pt); None: write nothing
-               epochs:int=None, # override the profile's epochs
-               seed:int=0, # seeds the subset, split, augmentation, weights and batch order
-               held_out:str=None, # validate on this source and train on the others; None: a group split
-               spectra=None, # the spectra to use (default: `load_corpus()`)
-               valid_size:float=0.2, # fraction of physical samples to validate on (group split)
-               resume:bool=False, # continue from `out`/resume.pt if it exists
-               verbose:int=1, # 0 quiet, 1 a line per epoch, 2 a progress bar too
-               min_signal:float=None, # drop training spectra whose `signal_score` is below this (None: keep all)
-               source_balanced:bool=False, # weigh every source the same within a class before balancing
-               **overrides, # profile entries to override (None values are ignored)
-              ) -> tuple:
-    "Train `model` with `profile` on the corpus and checkpoint it to `out`: (trainer, config)."
-    hp = {**PROFILES[profile], **{k: v for k, v in overrides.items() if v is not None}}
-    if epochs: hp['epochs'] = epochs
-    t0 = time.time()
-    sp = load_corpus() if spectra is None else spectra
-    if hp['subset'] and hp['subset'] < len(sp):
-        sp = sp[np.sort(np.random.default_rng(seed).choice(len(sp), hp['subset'], replace=False))]
-    classes = sorted(sp.meta['label'].unique())
-    prep = Pipeline.from_config(DEFAULT_STEPS)
-    train, valid = _split(sp, valid_size, seed, held_out)
-    ds, train = training_data(train, classes, prep, hp, seed, device=pick_device(), min_signal=min_signal,
-                              source_balanced=source_balanced)
-    valid_p = prep(valid)
-    grid = valid_p.wavenumbers
-    torch.manual_seed(seed)
-    net = profile_model(model, len(classes), len(grid), hp)
-    out = Path(out) if out else None
-    tr = Trainer(net, ds, (valid_p.X, label_codes(valid, classes)), bs=hp['bs'], lr=hp['lr'], wd=hp['wd'],
-                 label_smoothing=hp['label_smoothing'], seed=seed, out=out, verbose=verbose)
-    if tr.main and verbose:
-        print(f"{model} | profile {profile} | {tr.device} x{tr.world} | train {len(train)}, valid {len(valid)} spectra, "
-              f"{len(classes)} classes", flush=True)
-    hist = tr.fit(hp['epochs'], patience=hp['patience'], resume=out/'resume.pt' if (resume and out) else None)
-    best = max(hist, key=lambda r: r.get('macro_f1', -r['train_loss']))
-    config = dict(model=model, profile=profile, seed=seed, held_out=held_out, valid_size=valid_size, **hp,
-                  min_signal=min_signal, source_balanced=source_balanced, n_low_signal=int(train.drops.spectra.sum()),
-                  n_train=len(train), n_valid=len(valid), epochs_run=len(hist), best_epoch=best['epoch'],
-                  wall_s=round(time.time() - t0, 1), device=str(tr.device), world_size=tr.world)
-    if out and tr.main:
-        save_checkpoint(out, net, classes, grid, prep.config,
-                        {k: v for k, v in best.items() if k not in ('best', 'time', 'lr')}, config)
-    if tr.world > 1: dist.barrier()
-    return tr, config
-
-# %% ../nbs/04_train.ipynb #8817f52c
-@call_parse
-def train_command(model:Annotated[str, dict(choices=MODEL_NAMES)]='lenet_1d', # the CNN to train
-                  profile:Annotated[str, dict(choices=list(PROFILES))]='cpu', # hyper-parameter profile
-                  out:Annotated[str, dict(required=True)]=None, # checkpoint folder (created)
-                  epochs:int=None, # override the profile's epochs
-                  seed:int=0, # random seed
-                  held_out:str=None, # validate on this source, train on the others
-                  bs:int=None, # override the profile's batch size
-                  lr:float=None, # override the profile's learning rate
-                  width:float=None, # override the profile's width
-                  resume:store_true=False, # continue from OUT/resume.pt if it exists
-                  progress:store_true=False, # a live progress bar per epoch
-                  quiet:store_true=False, # print nothing
-                 ) -> int:
-    "Train one model on the corpus and write its checkpoint and metrics.csv to `--out`."
-    _, cfg = fit_corpus(model, profile, out, epochs, seed, held_out, resume=resume,
-                        verbose=0 if quiet else (2 if progress else 1), bs=bs, lr=lr, width=width)
-    if not quiet and dist_env()[0] == 0: print(f"wrote {out} in {cfg['wall_s']:.0f} s")
-    return 0
-
-def train_cli(argv:list=None, # the arguments after `mp-cnn train` (default: `sys.argv[1:]`)
-             ) -> int:
-    "`mp-cnn train`: `train_command` with `argv` parsed by its docments."
-    a = vars(anno_parser(train_command, prog='mp-cnn train').parse_args(argv))
-    a.pop('pdb', None); a.pop('xtra', None)
-    return train_command(**a)
 
 # %% ../nbs/04_train.ipynb #abe4e18c
 def train_throughput(name:str, # one of `MODEL_NAMES`

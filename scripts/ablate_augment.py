@@ -3,7 +3,7 @@
 
     MP_CNN_DATA=../shared/data python scripts/ablate_augment.py NAME VIEWS [MAGNITUDES_JSON [PROBABILITIES_JSON [PROTOCOLS]]]
     python scripts/ablate_augment.py A 1 '{"add_noise": 0.01}' '{"truncate": 0.15}' group    # before: one view, 1% noise, 15% truncated
-    python scripts/ablate_augment.py B 4 '{"add_noise": 0.01}' '{"truncate": 0.15}'          # four views (ViewsDataset), same augmentation
+    python scripts/ablate_augment.py B 4 '{"add_noise": 0.01}' '{"truncate": 0.15}'          # four views (mp_cnn.datasets.ViewsDataset), same augmentation
     python scripts/ablate_augment.py C 4                                                      # four views, today's defaults (3% noise, 30% truncated)
     python scripts/ablate_augment.py D 4 '{"add_noise": 0.1}'                                 # noise to SNR 10: measured, not adopted
 """

@@ -133,7 +133,7 @@ def recall_table(df, runs, held_out, seed=0):
 def low_signal_predictions(df, runs, held_out, threshold, seed=0):
     "What each lever predicts for the held-out lab's own spectra that score below `threshold`: counts per predicted class."
     from mp_cnn.corpus import load_corpus
-    from mp_cnn.train import signal_score
+    from mp_cnn.recipe import signal_score
     from mp_cnn.augment import split_by_source
     _, test = split_by_source(load_corpus(), held_out)
     low = signal_score(test) < threshold

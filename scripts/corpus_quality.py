@@ -1,4 +1,4 @@
-"""Spectral quality of the corpus (issue 12): chapter 4's `signal_score` for every labelled spectrum, counted per source and
+"""Spectral quality of the corpus (issue 12): chapter 4a's `signal_score` for every labelled spectrum, counted per source and
 class below a threshold, with the evidence for the threshold and a check against a synthetic water-vapour blank.
 
     MP_CNN_DATA=/work/shared/data python scripts/corpus_quality.py            # -> results/corpus_quality.csv, corpus_quality_bins.csv
@@ -19,7 +19,7 @@ from mp_cnn.corpus import load_corpus
 from mp_cnn.preprocess import Pipeline, DEFAULT_STEPS
 from mp_cnn.augment import atmosphere_bands
 from mp_cnn.checkpoint import git_commit
-from mp_cnn.train import signal_score
+from mp_cnn.recipe import signal_score
 
 def unit(A):
     "Rows centred and scaled to unit norm, so that dot products are Pearson r."

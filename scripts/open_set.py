@@ -18,7 +18,7 @@ from mp_cnn.download import data_folder
 from mp_cnn.preprocess import DEFAULT_STEPS, Pipeline
 from mp_cnn.augment import split_groups, split_by_source
 from mp_cnn.evaluate import cnn_classifier, LOSO_SOURCES, hardware
-from mp_cnn.train import save_checkpoint, load_checkpoint, _git_commit
+from mp_cnn.checkpoint import save_checkpoint, load_checkpoint, git_commit
 from mp_cnn.openset import (SCORES, DEFAULT_RULE, build_library, logits_features, fit_feature_stats, open_set_scores, thresholds,
                             rule_score, open_set_metrics, blank_spectra, fit_open_set, class_quantiles)
 
@@ -113,7 +113,7 @@ if __name__ == '__main__':
     foreign, errs = read_many(ff)
     print('foreign files read:', [s.meta['file'].iloc[0] for s in foreign], '| unreadable:', errs['file'].map(lambda f: Path(f).name).tolist(), flush=True)
     blanks = blank_spectra(200, a.seed)
-    res, curve, common = [], [], dict(seed=a.seed, commit=_git_commit(), hardware=hardware())
+    res, curve, common = [], [], dict(seed=a.seed, commit=git_commit(), hardware=hardware())
     def extra_sets(model, classes, cfg, stats, lib, S_cal, S_test, y_test, fold, tc):
         "Blanks and foreign files through the classifier's own input path (units, input checks)."
         clf = Classifier(model, cfg)

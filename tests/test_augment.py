@@ -1,4 +1,4 @@
-"No-leak tests for the splits and property tests for the augmentations (mp_cnn.augment)."
+"No-leak tests for the splits and property tests for the augmentations (mp_cnn.augment) and the training sets made of them (mp_cnn.datasets)."
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,9 +7,9 @@ from hypothesis import given, settings, HealthCheck, strategies as st
 
 from mp_cnn.spectra import Spectra
 from mp_cnn.corpus import load_corpus
-from mp_cnn.augment import (split_groups, split_by_source, augment_then_split, balance, Augmenter, AugmentedDataset,
-                            augment_batch, add_noise, add_baseline, scale, shift, broaden, atr_ratio, truncate,
-                            add_atmosphere, mix, water_band, MAGNITUDES)
+from mp_cnn.augment import (split_groups, split_by_source, Augmenter, add_noise, add_baseline, scale, shift, broaden, atr_ratio,
+                            truncate, add_atmosphere, mix, water_band, MAGNITUDES)
+from mp_cnn.datasets import augment_then_split, balance, AugmentedDataset, augment_batch
 
 AUGS = [add_noise, add_baseline, scale, shift, broaden, atr_ratio, truncate, add_atmosphere]
 
@@ -162,7 +162,7 @@ def test_dataset_epochs():
 # --- views: every spectrum augmented, made once ---------------------------------------------------------------------
 
 def test_views_dataset(corpus):
-    from mp_cnn.augment import ViewsDataset
+    from mp_cnn.datasets import ViewsDataset
     from mp_cnn.preprocess import Pipeline, DEFAULT_STEPS
     sub = corpus[np.sort(np.random.default_rng(0).choice(len(corpus), 300, replace=False))]
     prep = Pipeline.from_config(DEFAULT_STEPS)
@@ -188,7 +188,7 @@ def test_chapter2_prose_matches_the_ablation():
     from decimal import Decimal, ROUND_HALF_UP
     f2 = lambda k, r: str(Decimal(r[k]).quantize(Decimal('0.01'), ROUND_HALF_UP))      # the table's 3 decimals, to 2
     claim = (f"fell to {f2('SNR 30', a)} accuracy on test spectra with SNR 30 noise and {f2('nothing < 1250', a)} with nothing measured below 1250 cm-1. "
-             f"Chapter 4's trainer sees every spectrum in four views (`ViewsDataset`, below); with these defaults, leave-one-source-out accuracy rose "
+             f"Chapter 4's trainer sees every spectrum in four views (`ViewsDataset`, chapter 2a); with these defaults, leave-one-source-out accuracy rose "
              f"from {a['LOSO mean'].rstrip(' *')} to {c['LOSO mean']}, SNR 30 from {f2('SNR 30', a)} to {f2('SNR 30', c)} and below-1250 truncation from "
              f"{f2('nothing < 1250', a)} to {f2('nothing < 1250', c)}, at a cost of {float(a['group acc']) - float(c['group acc']):.2f} on the group split "
              f"({a['group acc']} -> {c['group acc']})")

@@ -201,3 +201,18 @@ def test_readme_open_set_headline():
     root = Path(__file__).resolve().parents[1]
     text = open_set_headline(pd.read_csv(root/'results'/'open_set.csv'), Classifier.load().rule.method)
     assert text in ' '.join((root/'README.md').read_text().split()), text
+
+
+def test_chapter6_prose_quotes_results():
+    "Chapter 6 says why lenet_1d ships with figures from results/gpu.csv and results/cpu.csv: recomputed here, as chapter 5's are."
+    from test_evaluate import _prose, _f
+    from mp_cnn.evaluate import protocol_table
+    root = Path(__file__).resolve().parents[1]
+    t = protocol_table(pd.concat([pd.read_csv(root/'results'/f'{f}.csv') for f in ('cpu', 'gpu')]))
+    cnns = t.xs('gpu', level='profile').drop(index=['search_default', 'search_openspecy', 'knn', 'logreg'], errors='ignore')
+    assert cnns['loso acc'].idxmax() == 'lenet_1d' and cnns['group acc'].rank(ascending=False)['lenet_1d'] == 2
+    best = cnns['group acc'].idxmax()
+    claim = (f"mean {_f(t.loc[('lenet_1d', 'gpu'), 'loso acc'])} over five held-out labs, against {_f(t.loc[('search_default', 'cpu'), 'loso acc'])} "
+             f"for library search; `results/gpu.csv`) and the best group-split accuracy but one ({_f(t.loc[('lenet_1d', 'gpu'), 'group acc'])}, "
+             f"{best} {_f(cnns.loc[best, 'group acc'])})")
+    assert claim in _prose('06_classify'), claim

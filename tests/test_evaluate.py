@@ -286,3 +286,63 @@ def test_ablation_named_accuracy_leaves_out_unnamed_classes():
     test_close = lambda a, b: abs(a - b) < 1e-12
     acc, n = ab.named_accuracy(y, pred, classes)
     assert n == 3 and test_close(acc, 2 / 3)
+
+
+def _readme_claims(res):
+    "The README's results table and the paragraph under it, recomputed from results/ as chapter 5's prose is."
+    R = ROOT/'results'
+    r = res.assign(held_out=res.held_out.fillna(''))
+    g = lambda m, prof: r[(r.model == m) & (r.profile == prof) & (r.protocol == 'group')].iloc[0]
+    lk = lambda m, prof: r[(r.model == m) & (r.profile == prof) & (r.protocol == 'leaky')].iloc[0]
+    def loso(m, prof, src=None):
+        d = r[(r.model == m) & (r.profile == prof) & (r.protocol == 'loso')]
+        return d.accuracy.mean() if src is None else d[d.held_out == src].accuracy.item()
+    fw, sp = (pd.read_csv(R/f).set_index('method') for f in ('speed_cpu_full_width.csv', 'speed.csv'))
+    k = lambda v: f"{v / 1000:.1f}k"
+    tab = protocol_table(res)      # the table chapter 5 shows: accuracies as `summarise` rounds them
+    def row(label, m, prof, speed, bold_group=False, bold_loso=False):
+        t = tab.loc[(m, prof)]
+        acc, lo = f"{_f(t['group acc'])} / {_f(t['group F1'])}", _f(t['loso acc'])
+        return (f"| {label} | {f'**{acc}**' if bold_group else acc} | {f'**{lo}**' if bold_loso else lo} | {speed} |")
+    width = lambda m: f"{k(sp.loc[m, 'spectra_per_s'])} at width 0.25 ({sp.loc[m, 'x_search_default']:.2f}x)"
+    two = [m for m in MODEL_NAMES if m.endswith('_2d')]
+    best2 = max(two, key=lambda m: loso(m, 'gpu'))
+    ds, os_ = fw.loc['library search (DEFAULT)'], fw.loc['library search (OPEN_SPECY)']
+    out = [row('**lenet_1d (shipped)**', 'lenet_1d', 'gpu', f"{k(fw.loc['lenet_1d', 'spectra_per_s'])} ({fw.loc['lenet_1d', 'x_search_default']:.1f}x / "
+               f"{fw.loc['lenet_1d', 'x_search_openspecy']:.1f}x)", bold_loso=True),
+           row('vgg16_1d', 'vgg16_1d', 'gpu', width('vgg16_1d'), bold_group=True),
+           row('resnet34_1d', 'resnet34_1d', 'gpu', width('resnet34_1d')), row('alexnet_1d', 'alexnet_1d', 'gpu', width('alexnet_1d')),
+           row(f'best 2-D CNN ({best2})', best2, 'gpu', width(best2)),
+           row('library search, DEFAULT pipeline', 'search_default', 'cpu', k(ds.spectra_per_s)),
+           row('library search, Open Specy pipeline', 'search_openspecy', 'cpu', k(os_.spectra_per_s)),
+           row('logistic regression (torch)', 'logreg', 'cpu', '')]
+    sd = pd.read_csv(R/'seeds.csv').assign(held_out=lambda d: d.held_out.fillna('group'))
+    grp = sd[sd.held_out == 'group']
+    lm = sd[sd.held_out != 'group'].groupby('seed').accuracy.mean()
+    out.append(f"group {_f(grp.accuracy.mean())} +- {_f(grp.accuracy.std())} / {_f(grp.macro_f1.mean())} +- {_f(grp.macro_f1.std())}, "
+               f"LOSO mean {_f(lm.mean())} +- {_f(lm.std())}")
+    l1 = loso('lenet_1d', 'gpu')
+    out.append(f"LOSO mean >= 0.92 missed by {_f(0.92 - l1)} (lenet_1d {_f(l1)};")
+    for name, s in (('MicroplastiX', 'microplastix'), ('Villegas-Camacho', 'villegas_camacho_2024')):
+        out.append(f"{name} ({_f(loso('lenet_1d', 'gpu', s))} vs {_f(loso('search_default', 'cpu', s))})")
+    best = max(('vgg16_1d', 'lenet_1d', 'alexnet_1d', 'resnet34_1d'), key=lambda m: g(m, 'gpu').accuracy)
+    out.append(f"accuracy >= 0.97 missed by {_f(0.97 - g(best, 'gpu').accuracy)} (best {best} {_f(g(best, 'gpu').accuracy)}), "
+               f"macro-F1 >= 0.93 met by vgg16_1d ({_f(g('vgg16_1d', 'gpu').macro_f1)}), missed by lenet_1d ({_f(g('lenet_1d', 'gpu').macro_f1)})")
+    lp = fw.loc['lenet_1d', 'spectra_per_s_with_prep']
+    out.append(f"met by lenet_1d ({fw.loc['lenet_1d', 'x_search_default']:.1f}x / {fw.loc['lenet_1d', 'x_search_openspecy']:.1f}x; "
+               f"{lp / ds.spectra_per_s_with_prep:.1f}x / {lp / os_.spectra_per_s_with_prep:.1f}x with preprocessing counted")
+    gs = pd.read_csv(R/'speed_gpu.csv').set_index('method')
+    cn = gs.loc[[m for m in gs.index if m in MODEL_NAMES]]
+    out.append(f"all eight classify {cn.x_search_default.min():.0f}-{cn.x_search_default.max():.0f}x faster than search")
+    cost = [loso(m + '_1d', 'gpu') - loso(m + '_2d', 'gpu') for m in ('lenet', 'alexnet', 'vgg16', 'resnet34')]
+    out.append(f"by {_f(min(cost), 2)}-{_f(max(cost), 2)} LOSO")
+    out.append(f"(library search {_f(g('search_openspecy', 'cpu').accuracy)} -> {_f(lk('search_openspecy', 'cpu').accuracy)}, "
+               f"lenet_1d {_f(g('lenet_1d', 'gpu').accuracy)} -> {_f(lk('lenet_1d', 'gpu').accuracy)})")
+    return out
+
+
+def test_readme_results_match_results(res):
+    "The README's results table and the paragraph under it quote results/: recomputed here so that a rerun cannot leave them stale."
+    text = ' '.join((ROOT/'README.md').read_text().split())
+    missing = [c for c in _readme_claims(res) if ' '.join(c.split()) not in text]
+    assert not missing, 'the README disagrees with results/ (update its Results section):\n' + '\n'.join(missing)

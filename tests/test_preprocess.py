@@ -1,4 +1,4 @@
-import json
+import json, re
 import numpy as np
 import pytest
 from mp_cnn.spectra import Spectra, DEFAULT_GRID
@@ -44,3 +44,29 @@ def test_library_search_finds_itself():
     p = Pipeline(DEFAULT_STEPS[:-1])(_synthetic(20))
     labels, r = library_search(p.X, p.X, np.arange(20), top_k=2, chunk=7)
     assert (labels[:, 0] == np.arange(20)).all() and np.allclose(r[:, 0], 1, atol=1e-4)
+
+
+def test_chapter1_prose_matches_its_ablation_output():
+    "Chapter 1 quotes its leave-one-source-out pipeline ablation: the figures are recomputed from that cell's stored output, so a rerun that moves them fails here."
+    from pathlib import Path
+    cells = {c.get('id'): c for c in json.loads((Path(__file__).resolve().parents[1]/'nbs'/'01_preprocess.ipynb').read_text())['cells']}
+    out = lambda cid: ''.join(''.join(o.get('text', '')) for o in cells[cid]['outputs'])
+    text = ' '.join(' '.join(''.join(c['source']) for c in cells.values() if c['cell_type'] == 'markdown').split())
+    lines = out('9e4e9f2e').splitlines()
+    head = lines[1].split()
+    tab = {' '.join(l.split()[:-len(head)]): dict(zip(head, map(float, l.split()[-len(head):]))) for l in lines[2:] if l.strip()}
+    assert len(tab) == 9 and lines[0].startswith('7777 spectra')          # the saved run is the full corpus, not the test subsample
+    m = lambda k, c='mean': f"{tab[k][c]:.3f}"
+    best = max(tab, key=lambda k: tab[k]['mean'])
+    assert best == 'CO2 + SG 2nd deriv (15,3) + vector'
+    assert max(tab, key=lambda k: tab[k]['microplastix']) == best and max(tab, key=lambda k: tab[k]['villegas_camacho_2024']) in ('raw (grid only)', 'SNV')
+    assert {max(tab, key=lambda k: tab[k][s]) for s in ('frond_2021', 'kedzierski_2019')} == {'CO2 + SG 1st deriv + vector'}
+    primpke = [v['primpke_2018'] for v in tab.values()]
+    filled = re.search(r'the same with fillna\(0\): ([\d.]+)', out('6947eda9')).group(1)
+    claims = [f"has the best mean, {m(best)}, just ahead of the 1st derivative with CO2 flattening ({m('CO2 + SG 1st deriv + vector')}) "
+              f"and Open Specy's default ({m('Open Specy default')}); raw absorbance scores {m('raw (grid only)')}",
+              f"baseline helps over raw ({m('CO2 + imodpoly(6) + SNV')})", f"best on MicroplastiX ({m(best, 'microplastix')},",
+              f"raw absorbance on Villegas-Camacho ({m('raw (grid only)', 'villegas_camacho_2024')})",
+              f"rescues Primpke ({min(primpke):.2f}-{max(primpke):.2f})", f"does not hurt it ({filled})"]
+    missing = [c for c in claims if c not in text]
+    assert not missing, 'chapter 1 prose disagrees with its ablation output (update the text):\n' + '\n'.join(missing)

@@ -164,7 +164,7 @@ def _bands(wn, centres, height, noise, n, seed=0):
 def test_signal_score_orders_band_height_over_noise():
     from mp_cnn.spectra import Spectra
     from mp_cnn.augment import atmosphere_bands
-    from mp_cnn.train import signal_score
+    from mp_cnn.recipe import signal_score
     wn = np.arange(650., 4000., 2.)
     clean, noisy = _bands(wn, (720, 1470, 2850, 2920), 0.5, 1e-3, 3), _bands(wn, (720, 1470, 2850, 2920), 0.5, 1e-2, 3)
     blank = 0.01 * atmosphere_bands(wn)[1] + 1e-4 * np.random.default_rng(1).standard_normal((3, len(wn)))
@@ -176,7 +176,7 @@ def test_signal_score_orders_band_height_over_noise():
 
 def test_min_signal_drops_training_spectra_and_counts_them():
     from mp_cnn.spectra import Spectra
-    from mp_cnn.train import training_data, signal_score
+    from mp_cnn.recipe import training_data, signal_score
     from mp_cnn.preprocess import Pipeline, DEFAULT_STEPS
     wn = np.arange(650., 4000., 4.)
     X = np.r_[_bands(wn, (720, 2920), 0.5, 1e-3, 6), 1e-3 * np.random.default_rng(2).standard_normal((4, len(wn)))]
@@ -191,7 +191,7 @@ def test_min_signal_drops_training_spectra_and_counts_them():
 
 def test_source_balance_weighs_sources_equally_within_a_class():
     from mp_cnn.spectra import Spectra
-    from mp_cnn.train import source_balance
+    from mp_cnn.recipe import source_balance
     meta = pd.DataFrame(dict(label=['PE'] * 12 + ['PP'] * 4, source=['a'] * 10 + ['b'] * 2 + ['a'] * 4, sample_id=[str(i) for i in range(16)]))
     sb = source_balance(Spectra(np.arange(5.), np.zeros((16, 5)), meta), seed=0, max_repeat=5)
     n = sb.meta.groupby(['label', 'source']).size().to_dict()
