@@ -1,4 +1,5 @@
 """`classify_files` and `mp-cnn classify`: files, folders, zips and globs in, one result row per spectrum out, with an error row for every file that cannot be read; polymer maps and match plots.
+Exit codes say whether all, some or none of the files could be read.
 
 Docs: https://mp-cnn.github.io/mp_cnn/batch.html.md"""
 

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 
-from .spectra import Spectra
+from .spectra import Spectra, input_flags
 from .sources import SOURCES
-from .preprocess import Pipeline, STEPS, input_flags
+from .preprocess import Pipeline, STEPS
 from .openset import OpenSetRule
 from .fold import fold_lenet, lenet_logits, lenet_logits_torch
 

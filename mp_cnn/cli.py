@@ -1,4 +1,5 @@
 """`mp-cnn`, one command with a subcommand per task, so that training and classifying need no Python.
+Each subcommand lives in its chapter; this module only dispatches.
 
 Docs: https://mp-cnn.github.io/mp_cnn/cli.html.md"""
 

@@ -1,4 +1,5 @@
 """All labelled sources pooled on one wavenumber grid: duplicates removed or grouped, small classes merged, every drop counted per reason, and the result cached.
+Near duplicates are grouped within a lab and removed across labs, so that no split can put a physical sample on both sides.
 
 Docs: https://mp-cnn.github.io/mp_cnn/corpus.html.md"""
 

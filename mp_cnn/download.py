@@ -1,4 +1,5 @@
 """Where the data files live, their pinned upstream addresses and hashes, and `fetch`, which downloads what is missing with pooch, checks every sha256, and rebuilds the MicroplastiX tables from upstream on Colab.
+The package itself holds no spectra: only the hashes, so every file on disk is checked against what its source published.
 
 Docs: https://mp-cnn.github.io/mp_cnn/download.html.md"""
 

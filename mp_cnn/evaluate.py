@@ -1,4 +1,5 @@
 """Are the CNNs more accurate and faster than library search, and does a multi-source training set make them robust? Measured on the real corpus, with leak-free splits, against baselines scored on exactly the same splits.
+Three protocols: a split by physical sample, leave one lab out, and the leaky augment-then-split (shown only beside the honest ones).
 
 Docs: https://mp-cnn.github.io/mp_cnn/evaluate.html.md"""
 
@@ -15,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from .spectra import Spectra
-from .preprocess import Pipeline, OPEN_SPECY_STEPS, DEFAULT_STEPS, library_search
+from .preprocess import Pipeline, OPEN_SPECY_STEPS, DEFAULT_STEPS
+from .search import library_search
 from .augment import split_groups, split_by_source, add_noise, label_codes
 from .datasets import augment_then_split
 from .models import count_params

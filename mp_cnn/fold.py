@@ -1,4 +1,5 @@
 """`lenet_1d` for inference without a framework: batch norm folded into the convolutions, run in numpy, or with torch's kernels when torch is loaded.
+The classifier runs this fast path by default, so `mp-cnn classify` never imports torch.
 
 Docs: https://mp-cnn.github.io/mp_cnn/fold.html.md"""
 

@@ -1,4 +1,5 @@
 """The eight CNNs of the seed method (LeNet-5, AlexNet, VGG16 and ResNet34, each in a 1D version on the spectrum and a 2D version on an image of it), built in plain PyTorch, with the counts and timings needed to decide which one is worth shipping.
+Chapter 3b folds the shipped one for inference without torch.
 
 Docs: https://mp-cnn.github.io/mp_cnn/models.html.md"""
 

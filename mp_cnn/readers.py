@@ -1,4 +1,5 @@
 """Read the files that FTIR (and Raman) instruments and tools write, from a single CSV to a zipped batch or a hyperspectral map, into one `Spectra`, or a batch into spectra and a table of errors.
+`read_many` never stops a batch: each file is read with a time limit, and a file that cannot be read becomes an error row that names it.
 
 Docs: https://mp-cnn.github.io/mp_cnn/readers.html.md"""
 

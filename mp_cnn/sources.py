@@ -1,4 +1,5 @@
 """One reader per public spectra source, the registry of sources with citation and licence, the label vocabulary (raw label -> Open Specy material -> class), and `load_source`.
+Every source reads into the same `Spectra` with the same metadata columns, so the corpus (chapter 0e) can pool them.
 
 Docs: https://mp-cnn.github.io/mp_cnn/sources.html.md"""
 

@@ -129,7 +129,8 @@ def main():
     a = p.parse_args()
     if a.stream: return stream(*a.stream)
     from mp_cnn.corpus import load_corpus
-    from mp_cnn.preprocess import Pipeline, OPEN_SPECY_STEPS, library_search
+    from mp_cnn.preprocess import Pipeline, OPEN_SPECY_STEPS
+    from mp_cnn.search import library_search
     from mp_cnn.classify import Classifier
     from threadpoolctl import threadpool_limits
     corpus = load_corpus()

@@ -6,9 +6,9 @@ import json, inspect, warnings
 import numpy as np
 from scipy.signal import savgol_filter
 from mp_cnn.spectra import Spectra
-from mp_cnn.preprocess import check_spectra
+from mp_cnn.spectra import check_spectra
 from mp_cnn.classify import as_spectra
-from mp_cnn.preprocess import input_flags
+from mp_cnn.spectra import input_flags
 
 # --- mp_cnn/data.py at 4fd7797
 def _interp_weights(x, xq):

@@ -2,7 +2,9 @@ import json, re
 import numpy as np
 import pytest
 from mp_cnn.spectra import Spectra, DEFAULT_GRID
-from mp_cnn.preprocess import Pipeline, DEFAULT_STEPS, OPEN_SPECY_STEPS, library_search, check_spectra
+from mp_cnn.preprocess import Pipeline, DEFAULT_STEPS, OPEN_SPECY_STEPS
+from mp_cnn.spectra import check_spectra
+from mp_cnn.search import library_search
 
 
 def _synthetic(n=6, seed=0):
@@ -47,9 +49,9 @@ def test_library_search_finds_itself():
 
 
 def test_chapter1_prose_matches_its_ablation_output():
-    "Chapter 1 quotes its leave-one-source-out pipeline ablation: the figures are recomputed from that cell's stored output, so a rerun that moves them fails here."
+    "Chapter 1a quotes its leave-one-source-out pipeline ablation: the figures are recomputed from that cell's stored output, so a rerun that moves them fails here."
     from pathlib import Path
-    cells = {c.get('id'): c for c in json.loads((Path(__file__).resolve().parents[1]/'nbs'/'01_preprocess.ipynb').read_text())['cells']}
+    cells = {c.get('id'): c for c in json.loads((Path(__file__).resolve().parents[1]/'nbs'/'01a_search.ipynb').read_text())['cells']}
     out = lambda cid: ''.join(''.join(o.get('text', '')) for o in cells[cid]['outputs'])
     text = ' '.join(' '.join(''.join(c['source']) for c in cells.values() if c['cell_type'] == 'markdown').split())
     lines = out('9e4e9f2e').splitlines()
