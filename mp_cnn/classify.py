@@ -177,8 +177,8 @@ def _workers():
     return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
 
 @patch
-def _blocks(self:Classifier, sp, units=None, workers=None, rule=False):
-    "Per block of rows of `sp`, in worker threads: (model input, probabilities, flags, the open-set rule's output if `rule`)."
+def _blocks(self:Classifier, sp, units=None, workers=None, finish=None):
+    "Per block of rows of `sp`, in worker threads: `finish(block, X, P, flags)` of its model input, probabilities and flags (default: that tuple)."
     from concurrent.futures import ThreadPoolExecutor
     from threadpoolctl import threadpool_limits
     engine, nw = self._engine(), max(1, workers or _workers())
@@ -187,9 +187,10 @@ def _blocks(self:Classifier, sp, units=None, workers=None, rule=False):
     starts = list(range(0, max(len(sp), 1), size))
     fast = True if len(sp) >= len(sp.wavenumbers) else 'auto'   # enough rows to pay for the pipeline's matrix
     def block(a):
-        X, f = self.prepare(sp[a:a + size] if len(starts) > 1 else sp, units, fast)
+        sub = sp[a:a + size] if len(starts) > 1 else sp
+        X, f = self.prepare(sub, units, fast)
         P = self.probabilities(X, engine=engine)
-        return X, P, f, (self.open_set(X, P) if rule else None)
+        return finish(sub, X, P, f) if finish else (X, P, f)
     if engine == 'torch':
         import torch
         threads = torch.get_num_threads(); torch.set_num_threads(1)   # one per worker, like BLAS
@@ -251,11 +252,14 @@ def _joined(cls, order, m):
 
 @patch
 def _rows(self:Classifier, sp, alpha, top_k, units):
-    "The result DataFrame of one chunk."
+    "The result DataFrame of one chunk: each block's table built in the workers (`_table`)."
+    return pd.concat(self._blocks(sp, units, finish=lambda b, X, P, f: self._table(b, X, P, f, alpha, top_k)), ignore_index=True)
+
+@patch
+def _table(self:Classifier, sp, X, P_ok, flags, alpha, top_k):
+    "The result DataFrame of the rows `sp`, given their model input `X`, probabilities `P_ok` (classifiable rows) and `flags`."
     n, k = len(sp), min(top_k, len(self.classes))
     P = np.full((n, len(self.classes)), np.nan, np.float32)
-    parts = self._blocks(sp, units, rule=self.rule is not None)   # the rule runs in the workers too
-    P_ok, flags = np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
     ok = flags == ''
     P[ok] = P_ok
     cls = np.array(self.classes, dtype=object)
@@ -266,8 +270,7 @@ def _rows(self:Classifier, sp, alpha, top_k, units):
     pmax = Ps[:, 0]
     cal = self.calibration
     if self.rule is not None:   # the checkpoint's open-set rule decides, with its evidence
-        u, why = np.concatenate([p[3][0] for p in parts]).astype(bool), [w for p in parts for w in p[3][1]]
-        ev = pd.concat([p[3][2] for p in parts], ignore_index=True)
+        u, why, ev = self.open_set(X, P_ok)
         unknown = np.zeros(n, bool); unknown[ok] = u
     else: unknown = ((pmax < cal['threshold']) if cal else np.zeros(n, bool)) & ok
     # the prediction set: classes above 1 - q (calibrated), else the most probable until they add up to 1 - alpha;

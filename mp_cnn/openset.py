@@ -27,7 +27,8 @@ __all__ = ['SHARE_ALIKE', 'SCORES', 'BLANK_KINDS', 'DEFAULT_RULE', 'unit_rows', 
 def unit_rows(X, # (n, p) spectra; NaN counts as 0
              ):
     "Rows of `X` centred and scaled to unit length (float32): `unit_rows(A) @ unit_rows(B).T` is Pearson r; constant rows stay 0."
-    X = np.nan_to_num(np.asarray(X, np.float32))
+    X = np.asarray(X, np.float32)
+    if not np.isfinite(X).all(): X = np.nan_to_num(X)
     X = X - X.mean(1, keepdims=True)
     n = np.linalg.norm(X, axis=1, keepdims=True)
     return X / np.where(n > 0, n, 1)
@@ -102,10 +103,14 @@ def match(self:Library,
          ):
     "(index of the best reference, its Pearson r, best r per class (n x classes in `self.classes`)) of each row of `X`."
     best, r, per = np.zeros(len(X), int), np.zeros(len(X), np.float32), np.full((len(X), len(self.classes)), -1, np.float32)
+    grouped = (np.diff(self.codes) >= 0).all()   # references sorted by class (as `build_library` writes them): one reduction for all classes
+    starts = np.searchsorted(self.codes, np.arange(len(self.classes)))
     for a in range(0, len(X), chunk):
         S = unit_rows(X[a:a + chunk]) @ self.U.T
-        best[a:a + chunk] = S.argmax(1); r[a:a + chunk] = S.max(1)
-        for c in range(len(self.classes)): per[a:a + chunk, c] = S[:, self.codes == c].max(1)
+        best[a:a + chunk] = S.argmax(1); r[a:a + chunk] = S[np.arange(len(S)), best[a:a + chunk]]
+        if grouped: per[a:a + chunk] = np.maximum.reduceat(S, starts, axis=1)
+        else:
+            for c in range(len(self.classes)): per[a:a + chunk, c] = S[:, self.codes == c].max(1)
     return best, r, per
 
 @patch
