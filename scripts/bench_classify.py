@@ -100,13 +100,17 @@ def farm(cmd, vs, cwd, runs=5):
     if len(walls) < 2: raise RuntimeError(f"farm-bench said:\n{r.stdout}\n{r.stderr}")
     return float(walls[0][4]), float(walls[1][4]), float(cpus[0][4]), float(cpus[1][4]), r.stdout
 
+def read_results(path):
+    "`results/speed_end_to_end.csv` with its commits as text (a hash such as 20e9161 would parse as a float)."
+    return pd.read_csv(path, dtype={'commit': str})
+
 def readme_text(df):
     "The README's paragraph on end-to-end speed, from `results/speed_end_to_end.csv` (`tests/test_fast.py` checks that the README holds it)."
     g, st, cs = df[df.part == 'grid'], df[df.part == 'stream'], df[df.part == 'cold_start'].iloc[0]
     one, s = g[(g.step_cm1 == 1) & (g.units == '%T')].iloc[0], st.iloc[-1]
     ev = 'evidence' in g and g['evidence'].fillna(False).astype(bool).all()
     return (f"End to end on raw instrument-like spectra (`scripts/bench_classify.py`, `results/speed_end_to_end.csv`; "
-            f"{g.hardware.iloc[0]}, shared with other work: load average {one.load}; code at {g.commit.iloc[0]}, seed {g.seed.iloc[0]}): "
+            f"{g.hardware.iloc[0]}, load average {one.load}; code at {g.commit.iloc[0]}, seed {g.seed.iloc[0]}): "
             f"the shipped classifier, checks, units, preprocessing, {'the open-set rule with its evidence (best reference and r) ' if ev else ''}"
             f"and result table included, runs at {g.x_search.min():.1f}x to "
             f"{g.x_search.max():.1f}x float32 library search over the whole corpus ({int(g.n_library.iloc[0]):,} references, its "
@@ -139,7 +143,7 @@ def main():
     clf = Classifier.load()
     rule = clf.rule   # the shipped open-set rule: its match against the reference library and the evidence columns are timed with the CNN
     base = dict(hardware=hardware(), commit=commit(), seed=a.seed, n_library=len(L))
-    old = pd.read_csv(a.out) if Path(a.out).exists() else pd.DataFrame({'part': []})
+    old = read_results(a.out) if Path(a.out).exists() else pd.DataFrame({'part': []})
     rows = old[old.part.isin(a.skip)].to_dict('records')   # the rows of the parts skipped this time are kept
     Path(a.out).parent.mkdir(exist_ok=True, parents=True)
     def add(**kw):   # the CSV is rewritten after every row: an interrupted run keeps what it measured

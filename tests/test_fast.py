@@ -98,5 +98,5 @@ def test_readme_quotes_results():
     from pathlib import Path
     root = Path(__file__).resolve().parents[1]
     sys.path.insert(0, str(root/'scripts'))
-    from bench_classify import readme_text
-    assert readme_text(pd.read_csv(root/'results'/'speed_end_to_end.csv')) in (root/'README.md').read_text()
+    from bench_classify import readme_text, read_results
+    assert readme_text(read_results(root/'results'/'speed_end_to_end.csv')) in (root/'README.md').read_text()
