@@ -22,7 +22,7 @@ from .fold import fold_lenet, lenet_logits, lenet_logits_torch
 
 # %% auto #0
 __all__ = ['BLOCK', 'ID_COLUMNS', 'EVIDENCE', 'pretrained_dir', 'attribution', 'as_spectra', 'conformal_quantile', 'Classifier',
-           'calibrate', 'fit_default', 'open_set_headline', 'open_set_report']
+           'calibrate', 'fit_default', 'open_set_report']
 
 # %% ../nbs/06_classify.ipynb #1243b09f
 def pretrained_dir():
@@ -364,22 +364,6 @@ def fit_default(out, # the checkpoint folder to write
     (out/'config.json').write_text(json.dumps(config, indent=1))
     if open_set: fit_open_set(clf.model, clf.classes, fit, cal, out, pipeline=config['preprocess'])   # library from `fit`, thresholds from `cal`
     return Classifier.load(out)
-
-# %% ../nbs/06_classify.ipynb #86f1b567
-def open_set_headline(df:pd.DataFrame, # results/open_set.csv
-                      method='hqi_pred', # the shipped rule's method
-                     ):
-    "The README's sentence on accuracy with unknowns, from the leave-classes-out rows of `df`."
-    r = df[(df.protocol == 'leave_classes_out') & (df.method == method)]
-    s = df[(df.protocol == 'leave_classes_out') & (df.method == 'softmax')]
-    sh = df[(df.fold == 'shipped') & (df.method == method)].set_index('protocol')
-    return (f"Leaving each of {len(r)} classes out in turn, the open-set rule `{method}` scores {r.accuracy_with_unknowns.mean():.3f} "
-            f"accuracy with unknowns (an unknown is right only when flagged) beside {r.known_accuracy.mean():.3f} on the known classes "
-            f"(it flags {r.unknown_rejection.mean():.0%} of the unseen-class spectra and accepts {r.known_acceptance.mean():.0%} of the known; "
-            f"max-softmax: {s.accuracy_with_unknowns.mean():.3f}, {s.unknown_rejection.mean():.0%}); these are means over cpu-profile folds "
-            f"(lenet_1d, width 0.25, {int(r.epochs.iloc[0])} epochs, seed {int(r.seed.iloc[0])}, commit {r.commit.iloc[0][:7]}; `results/open_set.csv`), "
-            f"not the shipped model, which flags {sh.loc['foreign_files', 'unknown_rejection']:.0%} of the {int(sh.loc['foreign_files', 'n_unknown'])} "
-            f"readable foreign files and {sh.loc['blanks', 'unknown_rejection']:.0%} of {int(sh.loc['blanks', 'n_unknown'])} synthetic blanks.")
 
 # %% ../nbs/06_classify.ipynb #3b27ae66
 def _in_set(sets, labels):

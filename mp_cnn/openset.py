@@ -19,9 +19,9 @@ from .spectra import Spectra, DEFAULT_GRID
 from .sources import SOURCES
 
 # %% auto #0
-__all__ = ['SHARE_ALIKE', 'SCORES', 'BLANK_KINDS', 'DEFAULT_RULE', 'unit_rows', 'Library', 'build_library', 'load_library',
-           'logits_features', 'fit_feature_stats', 'open_set_scores', 'class_quantiles', 'blank_spectra', 'thresholds',
-           'rule_score', 'auroc', 'open_set_metrics', 'OpenSetRule', 'fit_open_set', 'plot_match']
+__all__ = ['SHARE_ALIKE', 'SCORES', 'DEFAULT_RULE', 'unit_rows', 'Library', 'build_library', 'load_library', 'logits_features',
+           'fit_feature_stats', 'open_set_scores', 'class_quantiles', 'thresholds', 'rule_score', 'auroc',
+           'open_set_metrics', 'OpenSetRule', 'fit_open_set', 'plot_match']
 
 # %% ../nbs/05a_openset.ipynb #bc5ac750
 def unit_rows(X, # (n, p) spectra; NaN counts as 0
@@ -214,30 +214,6 @@ def class_quantiles(cal_scores, # `open_set_scores` of calibration spectra
     "The `q` quantile of `hqi_pred` among calibration spectra predicted as each class (all of them where fewer than `min_n`): `hqi_class` subtracts it."
     s, p = cal_scores.hqi_pred.to_numpy(), cal_scores.pred.to_numpy()
     return np.array([np.quantile(s[p == c] if (p == c).sum() >= min_n else s, q) for c in range(n_classes)], np.float32)
-
-# %% ../nbs/05a_openset.ipynb #bc12161f
-BLANK_KINDS = ('noise', 'baseline', 'water vapour', 'CO2', 'vapour + CO2 + baseline')
-
-def blank_spectra(n=50, # how many (cycling through `BLANK_KINDS`)
-                  seed=0, # random seed
-                  wavenumbers=None, # their axis (cm-1); default `DEFAULT_GRID`
-                 ):
-    "`Spectra` of `n` sample-free scans in absorbance: noise, baseline, water-vapour and CO2 lines, no polymer band."
-    from mp_cnn.augment import atmosphere_bands   # imports torch: only where blanks are made
-    g, wn = np.random.default_rng(seed), np.asarray(DEFAULT_GRID if wavenumbers is None else wavenumbers, np.float64)
-    co2, h2o = atmosphere_bands(wn)
-    t = (wn - wn.mean()) / np.ptp(wn)
-    X, kinds = [], []
-    for i in range(n):
-        kind = BLANK_KINDS[i % len(BLANK_KINDS)]
-        x = g.normal(0, 10 ** g.uniform(-4, -2.5), len(wn))
-        if kind in ('baseline', 'vapour + CO2 + baseline'): x += g.uniform(-.05, .05) + g.uniform(-.1, .1) * t + g.uniform(-.1, .1) * t ** 2
-        if kind in ('water vapour', 'vapour + CO2 + baseline'): x += 10 ** g.uniform(-2.5, -1) * h2o
-        if kind in ('CO2', 'vapour + CO2 + baseline'): x += 10 ** g.uniform(-2.5, -1) * co2
-        X.append(x); kinds.append(kind)
-    meta = pd.DataFrame(dict(raw_label=kinds, label='blank', dataset='synthetic', source='synthetic', units_published='A',
-                             sample_id=[f'blank_{i}' for i in range(n)], group=[f'synthetic:blank_{i}' for i in range(n)]))
-    return Spectra(wn, np.array(X, np.float32), meta)
 
 # %% ../nbs/05a_openset.ipynb #d2293f97
 def thresholds(cal_scores:pd.DataFrame, # scores of calibration spectra of the known classes

@@ -9,7 +9,8 @@ from mp_cnn.augment import split_groups
 from mp_cnn.models import get_model
 from mp_cnn.train import Trainer
 from mp_cnn.openset import (OpenSetRule, fit_open_set, build_library, load_library, logits_features, open_set_scores,
-                            thresholds, blank_spectra, unit_rows)
+                            thresholds, unit_rows)
+from mp_cnn.augment import blank_spectra
 
 NATURAL = ['animal fur', 'plant fibres', 'chitin', 'coal', 'charcoal', 'sand']
 
