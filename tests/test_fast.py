@@ -49,6 +49,21 @@ def test_instrument_grids(clf, old, corpus, step, units):
     _same(clf, old, (wn, X))                      # units guessed per row
     _same(clf, old, (wn[::-1], X[:, ::-1]), units)  # a descending axis, units declared
 
+@pytest.mark.parametrize('step', [1., 3.857])
+@pytest.mark.parametrize('units', ['A', '%T'])
+def test_operator_path(clf, old, corpus, step, units):
+    "Rows with no NaN on an instrument axis take the pipeline's one-matrix path (`fast=True`): the reference's flags and probabilities."
+    import sys, json
+    from pathlib import Path
+    from mp_cnn import preprocess
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]/'scripts'))
+    from bench_classify import queries
+    wn, X = queries(corpus, 300, step, units, 0)   # corpus spectra extended flat to 450-4000 cm-1: no NaN
+    X0, f0 = old.prepare((wn, X)); P0 = old.probabilities(X0)
+    X1, f1 = clf.prepare((wn, X), fast=True); P1 = clf.probabilities(X1)
+    assert (np.asarray(wn, np.float64).tobytes(), json.dumps(clf.pipe.steps[:3])) in preprocess._OPERATORS   # the matrix was built and used
+    assert list(f1) == list(f0) and float(np.abs(P1 - P0).max()) < TOL
+
 def test_nan_gaps(clf, old, corpus):
     wn, X = _instrument(corpus, 200, 2., 'A', seed=1)
     X[:50, 900:920] = np.nan; X[50:100, :600] = np.nan; X[100:110] = np.nan; X[110:120, 5:] = np.nan
