@@ -9,7 +9,7 @@ Docs: https://mp-cnn.github.io/mp_cnn/corpus.html.md"""
 __all__ = ['LABELLED', 'TWINS', 'NEAR_DUP_R', 'MIXED', 'load_corpus']
 
 # %% ../nbs/00e_corpus.ipynb #9769ffe4
-import os, json, hashlib, time
+import os, json, hashlib
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +18,8 @@ import pooch
 from fastcore.basics import patch
 
 from .spectra import DEFAULT_GRID, Spectra, concat, unit_rows
-from .download import data_folder, fetch_all
-from .sources import MIN_REAL, SOURCES, label_table, load_source, source_paths
+from .download import data_folder
+from .sources import MIN_REAL, SOURCES, load_source, source_paths
 
 # %% ../nbs/00e_corpus.ipynb #63e43325
 LABELLED = [n for n, s in SOURCES.items() if s.role == 'labelled']

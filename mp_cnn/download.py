@@ -189,7 +189,7 @@ def mpx_encoding(y, # one upstream MicroplastiX absorbance spectrum, float64
         T = _pct_T(y)
         if not np.all(T > 0): return 'float'
         a = 2 - np.log10(T)
-    for i in np.flatnonzero(a != y):   # numpy's log10 and the C library's differ in the last bit for ~8% of values
+    for i in np.flatnonzero(a != y):   # numpy's log10 and the C library's differ in the last bit for some values (chapter 0c counts them)
         if 2 - math.log10(T[i]) != y[i]: return 'float'
     return 'pctT_2dec'
 

@@ -8,7 +8,6 @@ Docs: https://mp-cnn.github.io/mp_cnn/evaluate.html.md"""
 # %% ../nbs/05_evaluate.ipynb #4354e02f
 from __future__ import annotations
 import os, time, platform, threading
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,7 +20,6 @@ from .search import library_search
 from .augment import split_groups, split_by_source, add_noise, label_codes
 from .datasets import augment_then_split
 from .models import count_params
-from .checkpoint import git_commit
 from .train import PROFILES, Trainer, predict_logits, macro_f1, confusion_matrix, pick_device, profile_model
 from .recipe import training_data
 

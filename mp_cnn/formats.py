@@ -10,7 +10,7 @@ __all__ = ['ReadError', 'file_spectra', 'text_lines', 'read_asp', 'read_jcamp', 
            'read_openspecy_json', 'read_openspecy_rds', 'read_envi']
 
 # %% ../nbs/00a_formats.ipynb #7f971c18
-import os, re, json, struct, warnings
+import re, json, struct, warnings
 from pathlib import Path
 
 import numpy as np

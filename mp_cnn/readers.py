@@ -9,13 +9,13 @@ Docs: https://mp-cnn.github.io/mp_cnn/readers.html.md"""
 __all__ = ['ZIP_MAX', 'read_csv', 'read_spectra', 'read_many']
 
 # %% ../nbs/00b_readers.ipynb #7f971c18
-import os, re, zipfile, tempfile, threading
+import re, zipfile, tempfile, threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .spectra import Spectra, concat, guess_units, UNITS
+from .spectra import concat, UNITS
 from .formats import (ReadError, file_spectra, text_lines, read_asp, read_jcamp, read_spa, read_opus, read_spc,
     read_openspecy_json, read_openspecy_rds, read_envi)
 

@@ -19,8 +19,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .spectra import Spectra, guess_units, to_absorbance
-from .download import DataFileError, data_folder, fetch, fetch_all
+from .spectra import Spectra, to_absorbance
+from .download import DataFileError, data_folder, fetch
 
 # %% ../nbs/00d_sources.ipynb #be55f9d8
 _XP_META = ['study', 'sample_id', 'type', 'environmental', 'resolution']

@@ -7,7 +7,7 @@
     python scripts/ablate_augment.py C 4                                                      # four views, today's defaults (3% noise, 30% truncated)
     python scripts/ablate_augment.py D 4 '{"add_noise": 0.1}'                                 # noise to SNR 10: measured, not adopted
 """
-import sys, json, numpy as np, torch
+import sys, json, numpy as np
 from mp_cnn.corpus import load_corpus
 from mp_cnn.augment import split_groups, label_codes
 from mp_cnn.evaluate import cnn_classifier, evaluate, perturbed, preprocessed

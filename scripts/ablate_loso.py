@@ -147,25 +147,31 @@ def low_signal_predictions(df, runs, held_out, threshold, seed=0):
     t = pd.DataFrame({'true': pd.Series(test.labels.to_numpy()[low]).value_counts(), **out})
     return t.fillna(0).astype(int).rename_axis('class')
 
+def header(ran, df):
+    "The section's first paragraph: commands, model, hardware, commits, and the rerun of the shipped recipe against `seeds.csv`."
+    same = ran[ran.lever == 'base'].merge(df[df.lever == 'base_seeds'], on=['held_out', 'seed'], suffixes=('', '_s'))
+    cnn = ran[ran.lever != 'search_default']
+    return (f"`{ran.command.iloc[-1]}` and the other commands in "
+            f"`loso_ablation.csv`; lenet_1d, `{cnn.profile.iloc[0] if len(cnn) else ''}` profile, {cnn.hardware.iloc[0] if len(cnn) else ''}, "
+            f"commits {', '.join(sorted(set(cnn.commit.str[:7])))}; library search DEFAULT on the same folds. Named polymers = test spectra "
+            "whose true class is neither other_plastic nor non_plastic. `base_seeds` = the shipped recipe's rows in `seeds.csv` (same code path, "
+            "this CPU, commit " + ', '.join(sorted(set(df.commit[df.lever == 'base_seeds'].str[:7]))) + "); the rerun here (`base`) matches it on "
+            + ', '.join(f"{r.held_out} seed {r.seed} ({r.accuracy:.4f} vs {r.accuracy_s:.4f})" for r in same.itertuples()) + '.')
+
+def quality_line(q):
+    "One sentence from `corpus_quality.csv`: how many spectra score below the threshold, and where most of them are."
+    low = q[q.below > 0].sort_values('below', ascending=False)
+    return (f"Spectral quality (`corpus_quality.csv`, `{q.command.iloc[0]}`): {int(q.below.sum())} of {int(q.spectra.sum())} spectra score below "
+            f"{q.threshold.iloc[0]:g}, most in " + ', '.join(f"{r.source} {r.label} ({int(r.below)} of {int(r.spectra)})" for r in low.head(3).itertuples()) + '.')
+
 def readme(path='results/loso_ablation.csv', readme_path='results/README.md', quality='results/corpus_quality.csv', runs='runs/loso_ablation'):
     "Write the LOSO ablation section of results/README.md (between `<!-- loso_ablation -->` markers) from the CSVs: nothing typed."
     ran = pd.read_csv(path)
     df = with_seed_file(ran)
     t = table(df)
-    same = ran[ran.lever == 'base'].merge(df[df.lever == 'base_seeds'], on=['held_out', 'seed'], suffixes=('', '_s'))
     q = pd.read_csv(quality)
-    low = q[q.below > 0].sort_values('below', ascending=False)
-    cnn = ran[ran.lever != 'search_default']
-    sec = ['## Leave one source out: training levers (`loso_ablation.csv`, issue 12)', '',
-           f"`{ran.command.iloc[-1]}` and the other commands in "
-           f"`loso_ablation.csv`; lenet_1d, `{cnn.profile.iloc[0] if len(cnn) else ''}` profile, {cnn.hardware.iloc[0] if len(cnn) else ''}, "
-           f"commits {', '.join(sorted(set(cnn.commit.str[:7])))}; library search DEFAULT on the same folds. Named polymers = test spectra "
-           "whose true class is neither other_plastic nor non_plastic. `base_seeds` = the shipped recipe's rows in `seeds.csv` (same code path, "
-           "this CPU, commit " + ', '.join(sorted(set(df.commit[df.lever == 'base_seeds'].str[:7]))) + "); the rerun here (`base`) matches it on "
-           + ', '.join(f"{r.held_out} seed {r.seed} ({r.accuracy:.4f} vs {r.accuracy_s:.4f})" for r in same.itertuples()) + '.', '',
-           md(t), '', prose(df, t), '', spread(ran), '',
-           f"Spectral quality (`corpus_quality.csv`, `{q.command.iloc[0]}`): {int(q.below.sum())} of {int(q.spectra.sum())} spectra score below "
-           f"{q.threshold.iloc[0]:g}, most in " + ', '.join(f"{r.source} {r.label} ({int(r.below)} of {int(r.spectra)})" for r in low.head(3).itertuples()) + '.']
+    sec = ['## Leave one source out: training levers (`loso_ablation.csv`, issue 12)', '', header(ran, df), '',
+           md(t), '', prose(df, t), '', spread(ran), '', quality_line(q)]
     for held in ('villegas_camacho_2024', 'microplastix'):
         r = recall_table(ran, runs, held)
         if r is not None: sec += ['', f"Recall per class, {held} held out (seed 0, from the saved predictions):", '', md(r)]

@@ -10,7 +10,7 @@ strongest) plus Gaussian noise, DEFAULT-preprocessed like the corpus (its lines 
 real water-vapour line positions). Coherence: where a class has spectra below the threshold, the mean pairwise r among
 them (`r_below_pairwise`) and their mean r with the median of the class's other spectra (`r_below_vs_rest`).
 """
-import argparse, datetime, json
+import argparse, datetime
 from pathlib import Path
 import numpy as np, pandas as pd
 

@@ -10,7 +10,7 @@ as soon as it finishes, so a partial run keeps what it has and a rerun skips row
 
 CNNs trained on the `group` protocol are saved to runs/eval/<model>_group (git-ignored); chapter 5 analyses lenet_1d's.
 """
-import argparse, time, datetime
+import argparse, datetime
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 

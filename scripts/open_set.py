@@ -8,9 +8,9 @@ training part lacks are unknowns). In every fold the training part is split by p
 builds the reference library) and `cal` (calibration: sets the thresholds at the target known acceptance); the unknowns never set
 anything. Trained models are cached in .dev/open_set/ (never committed), so that rescoring costs seconds.
 """
-import argparse, json, time, sys
+import argparse, time, sys
 from pathlib import Path
-import numpy as np, pandas as pd, torch
+import numpy as np, pandas as pd
 
 from mp_cnn.corpus import load_corpus
 from mp_cnn.spectra import DEFAULT_GRID

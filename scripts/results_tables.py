@@ -31,12 +31,17 @@ def tables():
                      ('speed_gpu', 'NVIDIA H200, `gpu` profile, CNNs on the GPU in batches of 4,096, library search on 4 CPU threads')):
         if not (R/f'{f}.csv').exists(): continue
         s = pd.read_csv(R/f'{f}.csv')
-        out += ['', f'## Speed (`{f}.csv`): {title}', '', f"{s.hardware[0]}, commit {s.commit[0][:7]}; 10,000 queries, library = 6,215 training spectra.", '',
+        out += ['', f'## Speed (`{f}.csv`): {title}', '', f"{s.hardware[0]}, commit {s.commit[0][:7]}; {int(s.n_queries[0]):,} queries, library = {int(s.library.max()):,} training spectra.", '',
                 md(s.set_index('method')[['spectra_per_s', 'spectra_per_s_with_prep']].round(0).join(s.set_index('method')[['x_search_default', 'x_search_openspecy']]), 2)]
     return '\n'.join(out)
 
-readme = (R/'README.md').read_text()
-head, rest = readme.split('<!-- tables -->')
-_, tail = rest.split('<!-- /tables -->')
-(R/'README.md').write_text(head + '<!-- tables -->\n' + tables() + '\n<!-- /tables -->' + tail)
-print(tables())
+def section(readme):
+    "The text between `readme`'s `<!-- tables -->` markers."
+    return readme.split('<!-- tables -->\n')[1].split('\n<!-- /tables -->')[0]
+
+if __name__ == '__main__':
+    readme = (R/'README.md').read_text()
+    head, rest = readme.split('<!-- tables -->')
+    _, tail = rest.split('<!-- /tables -->')
+    (R/'README.md').write_text(head + '<!-- tables -->\n' + tables() + '\n<!-- /tables -->' + tail)
+    print(tables())

@@ -7,7 +7,7 @@ best leaving one source out in results/gpu.csv; small enough to train on a CPU),
 its physical groups, which calibrate the rejection threshold and the conformal scores (see nbs/06_classify.ipynb). `fit_default`
 then builds the open-set rule and its reference library (nbs/05a_openset.ipynb) for the new model from the same two parts.
 """
-import argparse, shutil
+import argparse
 from pathlib import Path
 from mp_cnn.classify import fit_default, pretrained_dir
 

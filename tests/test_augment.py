@@ -193,3 +193,11 @@ def test_chapter2_prose_matches_the_ablation():
              f"{f2('nothing < 1250', a)} to {f2('nothing < 1250', c)}, at a cost of {float(a['group acc']) - float(c['group acc']):.2f} on the group split "
              f"({a['group acc']} -> {c['group acc']})")
     assert claim in _prose('02_augment'), claim
+
+
+def test_chapter2_prose_corpus_counts(corpus):
+    "Chapter 2's 'small and lopsided': the largest and the smallest class of the corpus, counted."
+    from test_evaluate import _prose
+    c = corpus.labels.value_counts()
+    claim = f"lopsided ({c.iloc[0]:,} {c.index[0]} against {c.iloc[-1]:,} {c.index[-1]})"
+    assert claim in _prose('02_augment'), claim

@@ -217,3 +217,12 @@ def test_chapter6_prose_quotes_results():
              f"for library search; `results/gpu.csv`) and the best group-split accuracy but one ({_f(t.loc[('lenet_1d', 'gpu'), 'group acc'])}, "
              f"{best} {_f(cnns.loc[best, 'group acc'])})")
     assert claim in _prose('06_classify'), claim
+
+
+def test_readme_quotes_shipped_training_time():
+    "The README's retraining time is the shipped checkpoint's own record of it."
+    import json
+    root = Path(__file__).resolve().parents[1]
+    t = json.loads((root/'mp_cnn'/'pretrained'/'config.json').read_text())['train']
+    claim = f"training the shipped weights took {t['wall_s']:.0f} s on 2 CPU cores, `train.wall_s` in `mp_cnn/pretrained/config.json`"
+    assert t['device'] == 'cpu' and claim in ' '.join((root/'README.md').read_text().split()), claim

@@ -107,3 +107,16 @@ def test_save_load_spectra_round_trip(shared, tmp_path):
     pd.testing.assert_frame_equal(back.meta.reset_index(drop=True), c.meta.reset_index(drop=True), check_dtype=False)
     pd.testing.assert_frame_equal(back.drops, c.drops)
     with pytest.raises(FileNotFoundError, match=r'spectra\.save'): Spectra.load(tmp_path/'none')
+
+
+def test_readme_source_counts():
+    "The README's data table quotes each source's size: recomputed from `SOURCES`, whose counts chapter 0d checks against the loaded files."
+    from mp_cnn.sources import SOURCES
+    n = {k: f'{s.spectra:,}' for k, s in SOURCES.items()}
+    text = ' '.join((Path(__file__).resolve().parents[1]/'README.md').read_text().split())
+    claims = [f"| FLOPP and FLOPP-e | {n['frond_2021']} |", f"| {n['kedzierski_2019']} + {n['kedzierski_2019_u']} unlabelled |",
+              f"| {n['villegas_camacho_2024_c4']} (+{n['villegas_camacho_2024_c8']} twins) |", f"| MicroplastiX MPX_specDB | {n['microplastix']} |",
+              f"| {n['primpke_2018']} (+{n['primpke_2018_sup4']} twins) |", f"| {n['openspecy_test_lib']} FTIR |",
+              f"| Samoa beaches | {n['samoa_2024']} unlabelled + {n['samoa_reference']} references |", f"derived from {n['microplastix']} upstream files"]
+    missing = [c for c in claims if c not in text]
+    assert not missing, "the README's data table disagrees with SOURCES (update it):\n" + '\n'.join(missing)

@@ -346,3 +346,101 @@ def test_readme_results_match_results(res):
     text = ' '.join((ROOT/'README.md').read_text().split())
     missing = [c for c in _readme_claims(res) if ' '.join(c.split()) not in text]
     assert not missing, 'the README disagrees with results/ (update its Results section):\n' + '\n'.join(missing)
+
+
+def test_chapter5_inline_training_time_quotes_seeds():
+    "Chapter 5 trains the shipped recipe inline on the group split: the time it quotes is seed 0's group row of `results/seeds.csv` (the same run on this CPU)."
+    s = pd.read_csv(ROOT/'results'/'seeds.csv')
+    t = s[(s.protocol == 'group') & (s.seed == 0) & (s.model == 'lenet_1d') & (s.profile == 'gpu')].train_s.item()
+    claim = f"trained here on the group split's training part: {t:.0f} s on two CPU cores for seed 0 (`train_s` in `results/seeds.csv`)"
+    assert claim in _prose(), claim
+
+
+def _script(name):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, ROOT/'scripts'/f'{name}.py')
+    m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+    return m
+
+
+def test_results_readme_matches_results(res, corpus):
+    "results/README.md: its generated sections are what the scripts write now, and every figure typed around them is recomputed from the CSVs."
+    R = ROOT/'results'
+    raw = (R/'README.md').read_text()
+    text = ' '.join(raw.split())
+    assert _script('results_tables').tables() == _script('results_tables').section(raw), 'run python scripts/results_tables.py'
+    al = _script('ablate_loso')
+    ran = pd.read_csv(R/'loso_ablation.csv'); df = al.with_seed_file(ran); t = al.table(df)
+    parts = [al.header(ran, df), al.md(t), al.prose(df, t), al.spread(ran), al.quality_line(pd.read_csv(R/'corpus_quality.csv'))]
+    assert all(p in raw for p in parts), 'run python scripts/ablate_loso.py --readme (its recall tables need runs/loso_ablation)'
+    claims = [f"({len(corpus):,} labelled spectra, {corpus.labels.nunique()} classes)"]
+    r = res.assign(c=res.commit.str[:7])
+    cpu, gpu = r[r.profile == 'cpu'], r[r.profile == 'gpu']
+    at = lambda ms: cpu[cpu.model.isin(ms)].c.unique().tolist()
+    big = ['alexnet_2d', 'resnet34_2d', 'alexnet_1d', 'vgg16_2d', 'resnet34_1d', 'vgg16_1d']
+    assert len(at(BASELINES)) == len(at(['lenet_1d', 'lenet_2d'])) == len(at(big)) == 1
+    claims += [f"The baselines ran at commit {at(BASELINES)[0]}", f"the LeNets at {at(['lenet_1d', 'lenet_2d'])[0]}",
+               f"at {at(big)[0]} ({cpu[cpu.model.isin(big)].date.min()[:10]})"]
+    order = gpu.c.drop_duplicates().tolist()
+    claims += [f"Commits {order[0]} (first {(gpu.c == order[0]).sum()} rows) and {order[1]}"]
+    e = pd.read_csv(R/'speed_end_to_end.csv')
+    loads = [float(x.split('/')[0]) for l in e.load for x in l.split(' -> ')]
+    claims += [f"Current rows: code {e.commit.iloc[0]}, `--n {e[e.part == 'grid'].n.iloc[0]} --reps 3`, on a quiet machine "
+               f"(1-minute load {min(loads):.1f}-{max(loads):.1f} over the run"]
+    b = pd.read_csv(R/'cpu_before_views.csv'); b1 = b[b.model == 'lenet_1d']; bg = b1[b1.protocol == 'group'].iloc[0]
+    claims += [f"commits {', '.join(b.commit.str[:7].unique())}), superseded", f"lenet_1d then scored {_f(bg.accuracy)} / {_f(bg.macro_f1)} on the group split "
+               f"and {_f(b1[b1.protocol == 'loso'].accuracy.mean())} leaving one source out"]
+    sd = pd.read_csv(R/'seeds.csv').assign(held_out=lambda d: d.held_out.fillna('group'))
+    grp, lm = sd[sd.held_out == 'group'], sd[sd.held_out != 'group'].groupby('seed').accuracy.mean()
+    h200 = lambda proto: gpu[(gpu.model == 'lenet_1d') & (gpu.protocol == proto)].accuracy.mean()
+    claims += [f"group accuracy {_f(grp.accuracy.mean())} +- {_f(grp.accuracy.std())}, LOSO mean {_f(lm.mean())} +- {_f(lm.std())} "
+               f"(seed 0: {_f(grp[grp.seed == 0].accuracy.item())} and {_f(lm[0])}, against {_f(h200('group'))} and {_f(h200('loso'))} on the H200)"]
+    hy = pd.read_csv(R/'hybrid.csv'); th = hy[hy.shipped_threshold].threshold.iloc[0]
+    hl = hy[hy.protocol == 'loso'].groupby('threshold').accuracy.mean()
+    claims += [f"at the shipped threshold ({th:.3f}) the LOSO mean moves from {_f(hl[0.0])} to {_f(hl[th])} only"]
+    o = pd.read_csv(R/'open_set.csv'); oc = pd.read_csv(R/'open_set_curve.csv')
+    folds = lambda p: o[o.protocol == p].fold.nunique()
+    n_unknown = lambda p: int(o[(o.protocol == p) & (o.fold != 'shipped')].n_unknown.iloc[0])
+    claims += [f"Made by `scripts/open_set.py` (chapter 5a, `nbs/05a_openset.ipynb`, issue 11) at commit {o.commit.iloc[0][:7]}, seed {o.seed.iloc[0]}",
+               f"leave-classes-out ({folds('leave_classes_out')} folds), leave-one-source-out ({folds('leave_one_source_out')} folds",
+               f"Primpke's {n_unknown('never_a_plastic')} natural materials", f"blanks ({n_unknown('blanks')} `blank_spectra`) and the {n_unknown('foreign_files')} readable foreign files",
+               f"at calibration acceptances {oc.acceptance_target.min():g}-{oc.acceptance_target.max():g}"]
+    k = corpus.labels.nunique()
+    n = [m for m in (test.labels.nunique() for _, _, test in protocol_splits(corpus, 'loso')) if m < k]
+    words = {2: 'two', 3: 'three', 4: 'four', 5: 'five'}
+    claims += [f"where {words[len(n)]} of the {words[len(LOSO_SOURCES)]} labs have only {min(n)}-{max(n)} of the {k} classes"]
+    sp = pd.read_csv(R/'speed.csv')
+    claims += [f"{int(sp.n_queries[0]):,} query spectra drawn from the corpus, the group split's {int(sp.library.max()):,} training spectra"]
+    missing = [c for c in claims if c not in text]
+    assert not missing, 'results/README.md disagrees with the CSVs (update the text):\n' + '\n'.join(missing)
+    # the LOSO section's per-class tables come from git-ignored fold predictions; their counts can still be checked against the corpus
+    from mp_cnn.augment import split_by_source
+    from mp_cnn.recipe import signal_score
+    thr = pd.read_csv(R/'corpus_quality.csv').threshold.iloc[0]
+    for held in ('villegas_camacho_2024', 'microplastix'):
+        _, test = split_by_source(corpus, held)
+        rec = _table_after(raw, f"Recall per class, {held} held out")
+        assert {c: int(r['n']) for c, r in rec.items()} == test.labels.value_counts().to_dict(), held
+        low = signal_score(test) < thr
+        lt = _table_after(raw, f"{held}'s own spectra scoring below {thr:g} ({low.sum()})")
+        assert {c: int(r['true']) for c, r in lt.items() if int(r['true'])} == test.labels[low].value_counts().to_dict(), held
+
+
+def _table_after(text, heading):
+    "The first markdown table after the line that starts with `heading`, as {first cell: row dict}."
+    lines = text.split(heading, 1)[1].splitlines()[1:]
+    lines = lines[next(i for i, l in enumerate(lines) if l.startswith('|')):]
+    rows = [[c.strip() for c in l.strip().strip('|').split('|')] for l in lines[:next((i for i, l in enumerate(lines) if not l.startswith('|')), len(lines))]]
+    return {r[0]: dict(zip(rows[0], r)) for r in rows[2:]}
+
+
+def test_speed_query_counts_quoted():
+    "Chapters 3 and 5 and the README say how many queries the speed tables timed: the `n_queries` of every speed CSV."
+    n = {int(pd.read_csv(ROOT/'results'/f'{f}.csv').n_queries.iloc[0]) for f in ('speed', 'speed_cpu_full_width', 'speed_gpu')}
+    assert len(n) == 1
+    n = f'{n.pop():,}'
+    claims = [(_prose('05_evaluate'), f"### Speed {n} query spectra drawn from the corpus"), (_prose('05_evaluate'), f"Open Specy search on the same {n} queries"),
+              (_prose('03_models'), f"(`results/speed.csv`, {n} queries against the training library"),
+              (' '.join((ROOT/'README.md').read_text().split()), f"the networks alone on {n} queries")]
+    missing = [c for t, c in claims if c not in t]
+    assert not missing, 'the prose disagrees with the speed CSVs (update the text):\n' + '\n'.join(missing)

@@ -115,3 +115,16 @@ def test_readme_quotes_results():
     sys.path.insert(0, str(root/'scripts'))
     from bench_classify import readme_text, read_results
     assert readme_text(read_results(root/'results'/'speed_end_to_end.csv')) in (root/'README.md').read_text()
+
+
+def test_chapter3b_prose_quotes_import_cost():
+    "Chapter 3b says why the command line runs the folded network in numpy: torch's import cost, from `results/import_cost.csv`, on top of the cold start."
+    import pandas as pd
+    from pathlib import Path
+    from test_evaluate import _prose
+    R = Path(__file__).resolve().parents[1]/'results'
+    r = pd.read_csv(R/'import_cost.csv').set_index('module').loc['torch']
+    claim = f"importing it adds {r.wall_s:.2f} s and {r.rss_mb:.0f} MB of resident memory to the command line's start (`results/import_cost.csv`)"
+    assert claim in _prose('03b_fold'), claim
+    e = pd.read_csv(R/'speed_end_to_end.csv')
+    assert e[e.part == 'cold_start'].wall_s.item() + r.wall_s > 1.5     # "a one-file command line (1.5 s budget) ... cannot pay"

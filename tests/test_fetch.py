@@ -155,3 +155,19 @@ def test_shared_layout_mirror_serves_the_tables(shared, tmp_path):
 def test_missing_xlsx_reader_says_what_to_install(upstream, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, 'openpyxl', None)                         # as if openpyxl were not installed
     with pytest.raises(ImportError, match=r'pip install openpyxl \(or mp_cnn\[rebuild\]\)'): fetch('microplastix', tmp_path)
+
+
+def test_chapter0c_prose_counts(shared):
+    "Chapter 0c's (and results/README's) counts of MicroplastiX files: from the metadata and `results/mpx_rebuild.json`, so they cannot drift."
+    from test_evaluate import _prose
+    md = pd.read_csv(shared/'microplastix'/'mpx_atr_metadata.csv.gz')
+    b = json.loads((ROOT/'results'/'mpx_rebuild.json').read_text())
+    assert b['spectra'] == md.source_y_encoding.isin(['A_4dec', 'pctT_2dec']).sum()   # the rebuild served every reconstructible spectrum
+    n, k = f'{len(md):,}', f"{b['spectra']:,}"
+    text = _prose('00c_download')
+    claims = [f"assembled from {n} upstream files", f"its {n} `Analysis == ATR` rows are kept", f"downloads `metadata.xlsx` and {n} spectrum files",
+              f"the {k} spectra that can be reconstructed"]
+    missing = [c for c in claims if c not in text]
+    readme = ' '.join((ROOT/'results'/'README.md').read_text().split())
+    missing += [c for c in [f"--n {b['spectra']} --out results/mpx_rebuild.json` writes the {k} MicroplastiX"] if c not in readme]
+    assert not missing, 'chapter 0c or results/README disagrees with the MicroplastiX metadata (update the text):\n' + '\n'.join(missing)

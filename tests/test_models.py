@@ -49,3 +49,17 @@ def test_bad_names_fail():
     with pytest.raises(ValueError): get_encoder('mtf')
     with pytest.raises(ValueError): get_model('alexnet_2d', 3, image_size=MIN_IMAGE_SIZE - 1)
     with pytest.raises(ValueError): get_model('lenet_1d', 3)(torch.rand(2, 3, 100))
+
+
+def test_chapter3_prose_quotes_the_table():
+    "Chapter 3's prose on the table: the 1-D LeNet's multiply-adds (recomputed), and, from the stored table, that it alone clears the bar and that the small nets reach the lowest rate."
+    from test_evaluate import _prose, _outputs
+    from mp_cnn.models import count_macs
+    macs = [count_macs(get_model('lenet_1d', 12, width=w)) / 1e6 for w in (.25, 1.)]
+    claim = f"Only the 1D LeNet ({min(macs):.2f}–{max(macs):.2f} M multiply-adds per spectrum) clears the bar, at either width"
+    assert claim in _prose('03_models'), claim
+    rows = [l.split() for l in _outputs('4afd54d8', '03_models').splitlines() if l.split()[-1:] in (['True'], ['False'])]
+    assert {(r[1], r[2]) for r in rows if r[-1] == 'True'} == {('lenet_1d', '0.25'), ('lenet_1d', '1.00')}, rows
+    rate = {l.split()[0]: list(map(float, l.split()[1:])) for l in _outputs('ratecol1', '03_models').splitlines()[2:]}
+    small, big = [rate[m] for m in rate if m.startswith('lenet')], [rate[m] for m in rate if not m.startswith('lenet')]
+    assert all(max(s[w] for s in small) < min(b[w] for b in big) for w in (0, 1)), rate   # "far fewer multiply-adds per second than the big ones"

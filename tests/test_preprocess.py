@@ -72,3 +72,13 @@ def test_chapter1_prose_matches_its_ablation_output():
               f"rescues Primpke ({min(primpke):.2f}-{max(primpke):.2f})", f"does not hurt it ({filled})"]
     missing = [c for c in claims if c not in text]
     assert not missing, 'chapter 1 prose disagrees with its ablation output (update the text):\n' + '\n'.join(missing)
+
+
+def test_chapter1_prose_quotes_import_cost():
+    "Chapter 1 says why the Savitzky-Golay weights are computed with numpy: the import time it quotes is `results/import_cost.csv`'s."
+    import pandas as pd
+    from pathlib import Path
+    from test_evaluate import _prose
+    r = pd.read_csv(Path(__file__).resolve().parents[1]/'results'/'import_cost.csv').set_index('module').loc['scipy.signal']
+    claim = f"importing `scipy.signal` would add {r.wall_s:.2f} s to the command line's start (`results/import_cost.csv`)"
+    assert claim in _prose('01_preprocess'), claim

@@ -149,6 +149,9 @@ def test_chapter4_gpu_training_times_match_results():
     g = pd.read_csv(root/'results/gpu.csv')
     t = g[g.protocol == 'group'].set_index('model').train_s
     span = lambda ms: f"{min(t[m] for m in ms):.0f}-{max(t[m] for m in ms):.0f}" if len({round(t[m]) for m in ms}) > 1 else f"{t[ms[0]]:.0f}"
+    grp = g[g.protocol == 'group']
+    assert grp.epochs.nunique() == 1 and grp.n_fit.nunique() == 1                  # one recipe for every CNN
+    assert f"(views, {int(grp.epochs.iloc[0])} epochs of {int(grp.n_fit.iloc[0]):,} spectra)" in text
     claim = (f"{span(['lenet_1d', 'lenet_2d'])} s for the LeNets, {span(['alexnet_1d', 'alexnet_2d', 'resnet34_2d'])} s for the AlexNets and "
              f"resnet34_2d, {span(['resnet34_1d'])} s for resnet34_1d, {span(['vgg16_1d', 'vgg16_2d'])} s for the VGGs")
     assert claim in text, claim
@@ -198,3 +201,12 @@ def test_source_balance_weighs_sources_equally_within_a_class():
     assert n == {('PE', 'a'): 6, ('PE', 'b'): 6, ('PP', 'a'): 4}
     capped = source_balance(Spectra(np.arange(5.), np.zeros((16, 5)), meta), seed=0, max_repeat=2)
     assert capped.meta.groupby(['label', 'source']).size()[('PE', 'b')] == 4
+
+
+def test_chapter4_prose_corpus_counts(shared):
+    "Chapter 4's example of an unbalanced corpus: the polyurethanes and polyethylenes it names, counted."
+    from mp_cnn.corpus import load_corpus
+    from test_evaluate import _prose
+    c = load_corpus(data_dir=shared).labels.value_counts()
+    claim = f"Macro-F1 weighs the {c['PU']:,} polyurethanes as much as the {c['PE']:,} polyethylenes"
+    assert claim in _prose('04_train') and c.idxmax() == 'PE', claim
