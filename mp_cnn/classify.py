@@ -7,7 +7,7 @@ Docs: https://mp-cnn.github.io/mp_cnn/classify.html.md"""
 
 # %% ../nbs/06_classify.ipynb #324e08bb
 from __future__ import annotations
-import os, sys, json, warnings
+import os, sys, json
 from pathlib import Path
 
 import numpy as np

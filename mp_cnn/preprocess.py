@@ -13,9 +13,8 @@ __all__ = ['STEPS', 'NORMS', 'CONFORM', 'OPEN_SPECY_STEPS', 'DEFAULT_STEPS', 'LI
 import json, inspect, math, warnings
 
 import numpy as np
-import pandas as pd
 
-from .spectra import Spectra, check_spectra, finite_spans, MIN_POINTS, Resampler, to_absorbance, guess_units, DEFAULT_GRID
+from .spectra import check_spectra, finite_spans, MIN_POINTS, Resampler, to_absorbance, guess_units, DEFAULT_GRID
 
 # %% ../nbs/01_preprocess.ipynb #2a3d9ee1
 STEPS = {}

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from .spectra import MIN_POINTS, unit_rows as _unit
-from .preprocess import Pipeline
 
 # %% ../nbs/01a_search.ipynb #0aa24f9f
 def _pearson(Q, L, min_overlap):

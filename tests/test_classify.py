@@ -226,3 +226,36 @@ def test_readme_quotes_shipped_training_time():
     t = json.loads((root/'mp_cnn'/'pretrained'/'config.json').read_text())['train']
     claim = f"training the shipped weights took {t['wall_s']:.0f} s on 2 CPU cores, `train.wall_s` in `mp_cnn/pretrained/config.json`"
     assert t['device'] == 'cpu' and claim in ' '.join((root/'README.md').read_text().split()), claim
+
+
+def test_chapter6_prose_quotes_the_shipped_checkpoint():
+    "Chapter 6's figures on the shipped model and the field batches come from the checkpoint, the training profiles and the source registry."
+    import json
+    from test_evaluate import _prose
+    from safetensors.numpy import load_file
+    from mp_cnn.train import PROFILES
+    from mp_cnn.sources import SOURCES
+    root = Path(__file__).resolve().parents[1]
+    cfg = json.loads((root/'mp_cnn'/'pretrained'/'config.json').read_text())
+    w = load_file(str(root/'mp_cnn'/'pretrained'/'model.safetensors'))
+    params = sum(v.size for k, v in w.items() if 'running_' not in k and 'num_batches' not in k)   # what the trainer counts: learnable tensors
+    cpu, text = PROFILES['cpu'], _prose('06_classify')
+    claims = [f"full width, {params:,} parameters; {cfg['train']['balance']:,} spectra per class, four augmented",
+              f"({cfg['train']['wall_s']:.0f} s on this 2-core CPU)",
+              f"(width {cpu['width']}, {cpu['balance']} spectra per class, {cpu['epochs']} epochs;",
+              f"Tara stations ({SOURCES['kedzierski_2019_u'].spectra:,} spectra) and the Samoa beaches ({SOURCES['samoa_2024'].spectra})"]
+    assert cfg['train']['views'] == 4 and cfg['model']['width'] == 1.0
+    missing = [c for c in claims if c not in text]
+    assert not missing, missing
+
+
+def test_flag_example_is_the_shipped_rule():
+    "The README's and chapter 6's example flag is what the shipped rule writes for a PVC answer whose best PVC reference has r = 0.47."
+    from test_evaluate import _prose
+    from mp_cnn.openset import _WHY
+    rule = Classifier.load().rule
+    example = _WHY[rule.method](0.47, rule.thr[rule.method], 'PVC')
+    root = Path(__file__).resolve().parents[1]
+    assert example == 'no PVC reference closer than r=0.71 (best 0.47)'
+    assert example in ' '.join((root/'README.md').read_text().split())
+    assert example.split(' than ')[1] in _prose('06_classify')
