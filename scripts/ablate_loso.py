@@ -9,26 +9,127 @@ neither other_plastic nor non_plastic), and library search DEFAULT on the same f
 
 A lever is a set of keyword arguments to `cnn_classifier` (chapter 5); `base` is the shipped recipe (gpu profile). Rows
 already in the CSV are skipped, so a stopped run resumes; predictions go to runs/loso_ablation/ (git-ignored).
+
+`stack` is a learned combination of the CNN with library search, fitted inside the training sources only: their physical
+samples are split (`split_groups`, 20% of every class) into a fit part and a calibration part; a lenet_1d trained on the fit
+part and library search against the fit part (DEFAULT) give the calibration part's features (CNN log-probabilities and, per
+class, the highest Pearson r of any reference of that class), on which two stackers are fitted: `stack`, a multinomial logistic
+regression on all 2k features (standardised, L2, class-balanced), and `stack_tied`, logit_c = a log p_c + b atanh(r_c) (two
+weights shared by all classes). The held-out lab is then predicted from the CNN trained as `base` is (all training sources,
+same seed) and library search against all training spectra; `stack_cnn` is that CNN alone (the same net, so `base` rerun).
+Nothing fitted or chosen sees the held-out lab.
+
+    MP_CNN_DATA=/work/shared/data OMP_NUM_THREADS=1 nice -n 19 python scripts/ablate_loso.py --levers stack --seeds 0
 """
-import argparse, datetime, shlex, sys
+import argparse, datetime, fcntl, shlex, sys, time
 from pathlib import Path
-import numpy as np, pandas as pd
+import numpy as np, pandas as pd, torch, torch.nn.functional as F
 
 from mp_cnn.corpus import load_corpus
 from mp_cnn.preprocess import DEFAULT
 from mp_cnn.checkpoint import git_commit
-from mp_cnn.evaluate import evaluate, search_classifier, cnn_classifier, hardware, LOSO_SOURCES
+from mp_cnn.augment import split_groups, label_codes
+from mp_cnn.evaluate import (evaluate, search_classifier, cnn_classifier, hardware, LOSO_SOURCES, preprocessed, protocol_splits,
+                             scores)
 
 UNNAMED = ('other_plastic', 'non_plastic')
 LEVERS = {'search_default': None,                     # library search, DEFAULT pipeline: the reference
           'base': {},                                 # the shipped recipe
           'min_signal': dict(min_signal=15.),         # training spectra with signal_score < 15 dropped (test folds untouched)
-          'source_balanced': dict(source_balanced=True)}   # each source weighted equally within a class when balancing
+          'source_balanced': dict(source_balanced=True),   # each source weighted equally within a class when balancing
+          'stack': 'stack'}                           # CNN + library search stacked inside the training sources (rows stack, stack_tied, stack_cnn)
+STACK_ROWS = ('stack', 'stack_tied', 'stack_cnn')
 
 def named_accuracy(y, pred, classes):
     "Accuracy over the spectra whose true class is a named polymer (not in `UNNAMED`), and how many there are."
     keep = ~np.isin(np.asarray(classes)[y], UNNAMED)
     return (float((y[keep] == pred[keep]).mean()) if keep.any() else float('nan')), int(keep.sum())
+
+def class_top_r(Q, # preprocessed queries, n x points (finite)
+                L, # preprocessed library, m x points (finite)
+                codes, # class code of every library row
+                n_classes:int, # k
+                chunk:int=1024, # query rows per matrix product
+               ) -> np.ndarray:
+    "(n, k): the highest Pearson r of every query against the library spectra of each class (-1 where a class has none)."
+    unit = lambda X: (lambda D: D / np.maximum(np.linalg.norm(D, axis=1, keepdims=True), 1e-12))(X - X.mean(1, keepdims=True))
+    Lu, codes = unit(np.asarray(L, np.float64)).astype(np.float32), np.asarray(codes)
+    out = np.full((len(Q), n_classes), -1., np.float32)
+    for a in range(0, len(Q), chunk):
+        r = unit(np.asarray(Q[a:a + chunk], np.float64)).astype(np.float32) @ Lu.T
+        for c in np.unique(codes): out[a:a + chunk, c] = r[:, codes == c].max(1)
+    return out
+
+def stack_features(P, R):
+    "CNN log-probabilities and Fisher-z top correlations, each (n, k)."
+    return np.log(np.clip(P, 1e-7, 1)), np.arctanh(np.clip(R, -0.999, 0.9999))
+
+def fit_stacker(logp, z, y, n_classes, tied=False, wd=1e-3, steps=300):
+    """A stacker fitted by LBFGS on class-balanced cross-entropy; returns predict(logp, z) -> probabilities. `tied`: logit_c = a logp_c + b z_c;
+    else a multinomial logistic regression on the standardised 2k features with L2 penalty `wd`."""
+    X = torch.as_tensor(np.concatenate([logp, z], 1), dtype=torch.float32)
+    y = torch.as_tensor(y)
+    w = 1 / torch.bincount(y, minlength=n_classes).clamp(min=1).float()
+    k = n_classes
+    if tied: W = torch.tensor([1., 1.], requires_grad=True); mu, sd = torch.zeros(2 * k), torch.ones(2 * k)
+    else:
+        mu, sd = X.mean(0), X.std(0) + 1e-6
+        torch.manual_seed(0); lin = torch.nn.Linear(2 * k, k)
+    logits = (lambda X: W[0] * X[:, :k] + W[1] * X[:, k:]) if tied else (lambda X: lin((X - mu) / sd))
+    params = [W] if tied else list(lin.parameters())
+    opt = torch.optim.LBFGS(params, lr=1, max_iter=steps, history_size=20, line_search_fn='strong_wolfe')
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(logits(X), y, weight=w / w.mean()) + (0 if tied else wd * lin.weight.pow(2).sum())
+        loss.backward(); return loss
+    opt.step(closure)
+    def predict(logp, z):
+        with torch.no_grad(): return logits(torch.as_tensor(np.concatenate([logp, z], 1), dtype=torch.float32)).softmax(1).numpy()
+    predict.weights = [round(float(x), 3) for x in W.detach()] if tied else None
+    return predict
+
+def stack_fold(train, test, classes, profile, seed, cal_size=0.2):
+    "One LOSO fold of the `stack` lever: {row name: (pred, probabilities, info)} for `STACK_ROWS`, and info common to all."
+    k, t0 = len(classes), time.time()
+    cnn = cnn_classifier('lenet_1d', profile, None, seed, device='cpu')
+    fit, cal = split_groups(train, cal_size, seed)                 # by physical sample, inside the training sources only
+    y_fit, y_cal = label_codes(fit, classes), label_codes(cal, classes)
+    _, Pc, _ = cnn(fit, cal, classes)                              # a lenet_1d that never saw the calibration samples
+    Rc = class_top_r(preprocessed(DEFAULT, cal), preprocessed(DEFAULT, fit), y_fit, k)
+    lc, zc = stack_features(Pc, Rc)
+    full, tied = fit_stacker(lc, zc, y_cal, k), fit_stacker(lc, zc, y_cal, k, tied=True)
+    cal_acc = dict(cal_acc_cnn=float((Pc.argmax(1) == y_cal).mean()), cal_acc_search=float((Rc.argmax(1) == y_cal).mean()),
+                   cal_acc_stack=float((full(lc, zc).argmax(1) == y_cal).mean()), cal_acc_stack_tied=float((tied(lc, zc).argmax(1) == y_cal).mean()))
+    _, P, info = cnn(train, test, classes)                          # the CNN as `base` trains it: all training sources, same seed
+    R = class_top_r(preprocessed(DEFAULT, test), preprocessed(DEFAULT, train), label_codes(train, classes), k)
+    l, z = stack_features(P, R)
+    info = dict({c: info[c] for c in ('params', 'train_s', 'epochs', 'n_fit', 'views', 'device', 'n_low_signal')},
+                n_cal=len(cal), stack_tied_w=str(tied.weights), **cal_acc)
+    out = {'stack': full(l, z), 'stack_tied': tied(l, z), 'stack_cnn': P}
+    return {n: (Q.argmax(1), Q) for n, Q in out.items()}, dict(info, wall_s=round(time.time() - t0, 1))
+
+def append_row(out, row):
+    "Append `row` to the CSV `out` under an exclusive lock (several processes may run folds at once)."
+    with open(str(out) + '.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        df = pd.concat([pd.read_csv(out), pd.DataFrame([row])]) if Path(out).exists() else pd.DataFrame([row])
+        df.to_csv(out, index=False)
+
+def run_stack(a, sp, seed, todo, commit, cmd):
+    "The `stack` lever on the folds `todo`: three rows per fold (`STACK_ROWS`), predictions saved like `run`'s."
+    classes = sorted(sp.labels.astype(str).unique())
+    for held, train, test in protocol_splits(sp, 'loso', seed, sources=todo):
+        preds, info = stack_fold(train, test, classes, a.profile, seed)
+        y = label_codes(test, classes)
+        for name, (pred, P) in preds.items():
+            row = dict(lever=name, protocol='loso', held_out=held, n_train=len(train), n_test=len(test),
+                       **scores(y, pred, P, len(classes)), seed=seed, **info)
+            row['named_accuracy'], row['n_named'] = named_accuracy(y, pred, classes)
+            Path(a.runs).mkdir(parents=True, exist_ok=True)
+            np.savez(Path(a.runs, f"{name}_s{seed}_{held}.npz"), y=y, pred=pred, classes=np.array(classes))
+            row.update(profile=a.profile, hardware=hardware(), commit=commit, date=datetime.datetime.now().isoformat(timespec='seconds'), command=cmd)
+            append_row(a.out, row)
+            print(f"{name:16s} seed {seed} {held:22s} acc {row['accuracy']:.3f} named {row['named_accuracy']:.3f} {row['wall_s']:.0f}s", flush=True)
 
 def run(a):
     sp, out, commit = load_corpus(), Path(a.out), git_commit()     # the commit whose code this process runs (taken before training)
@@ -40,6 +141,8 @@ def run(a):
             todo = [s for s in a.sources if s not in have]
             if not todo: continue
             kw = LEVERS[lever]
+            if kw == 'stack':
+                run_stack(a, sp, seed, todo, commit, cmd); continue
             clf = search_classifier(DEFAULT) if kw is None else cnn_classifier('lenet_1d', a.profile, None, seed, device='cpu', **kw)
             for row in evaluate(clf, sp, 'loso', lever, seed, sources=todo):
                 y, pred, classes = row.pop('_y'), row.pop('_pred'), row.pop('_classes'); row.pop('_model')
@@ -48,8 +151,7 @@ def run(a):
                 np.savez(Path(a.runs, f"{lever}_s{seed}_{row['held_out']}.npz"), y=y, pred=pred, classes=np.array(classes))
                 row = dict(lever=lever, **{k: v for k, v in row.items() if k != 'model'}, profile=a.profile if kw is not None else '',
                            hardware=hardware(), commit=commit, date=datetime.datetime.now().isoformat(timespec='seconds'), command=cmd)
-                df = pd.concat([pd.read_csv(out), pd.DataFrame([row])]) if out.exists() else pd.DataFrame([row])
-                df.to_csv(out, index=False)
+                append_row(out, row)
                 print(f"{lever:16s} seed {seed} {row['held_out']:22s} acc {row['accuracy']:.3f} named {row['named_accuracy']:.3f} "
                       f"{row['wall_s']:.0f}s", flush=True)
 
