@@ -199,6 +199,35 @@ def prose(df, t):
             out.append(f"- `{lever}`, {form}{dropped}: mean over {', '.join(labs)} {r.mean():.3f}, shipped recipe {mb}, search DEFAULT {s.mean():.3f}; per lab {d}.")
     return '\n'.join(out)
 
+def stack_prose(ran, df):
+    "What the `stack` lever is, its calibration-part figures, its net against the shipped recipe, and on how many labs it reaches search DEFAULT."
+    st = ran[ran.lever == 'stack']
+    if not len(st): return []
+    cal = ', '.join(f"{r.held_out} (n={int(r.n_cal)}: CNN {r.cal_acc_cnn:.3f}, search {r.cal_acc_search:.3f}, stack {r.cal_acc_stack:.3f}, "
+                    f"stack_tied {r.cal_acc_stack_tied:.3f}, tied weights [a, b] = {r.stack_tied_w})" for r in st[st.seed == 0].itertuples())
+    same = ran[ran.lever == 'stack_cnn'].merge(df[df.lever.isin(['base', 'base_seeds'])].drop_duplicates(['held_out', 'seed']),
+                                                on=['held_out', 'seed'], suffixes=('', '_b'))
+    out = ["`stack`: a learned combination of the CNN with library search, fitted inside the training sources only. Their physical samples "
+           "are split (`split_groups`, 20%) into a fit part and a calibration part; a lenet_1d trained on the fit part and library search "
+           "against the fit part give the calibration spectra's features (CNN log-probabilities, and per class the highest Pearson r of its "
+           "references, Fisher z); `stack` is a multinomial logistic regression on those 2k features, `stack_tied` the two-weight model "
+           "logit_c = a log p_c + b z_c. The held-out lab is predicted from the CNN trained as the shipped recipe (all training sources, same "
+           "seed: `stack_cnn`, that net alone) and library search against all training spectra. Calibration-part (in-distribution) "
+           f"accuracy, seed 0: {cal}."]
+    if len(same): out[-1] += (" `stack_cnn` against the shipped recipe's own row: " +
+                              ', '.join(f"{r.held_out} seed {r.seed} {r.accuracy:.4f} vs {r.accuracy_b:.4f}" for r in same.itertuples()) + '.')
+    t = table(df)
+    for lever in ('stack', 'stack_tied'):
+        for form in ('all classes', 'named polymers'):
+            tf = t.loc[form]
+            if lever not in tf.index: continue
+            labs = [h for h in LOSO_SOURCES if pd.notna(tf.loc[lever, h])]
+            d = {h: tf.loc[lever, h] - tf.loc['search_default', h] for h in labs}
+            short = ', '.join(f'{h} ({v:+.3f})' for h, v in d.items() if v < 0)
+            out.append(f"- `{lever}` >= search DEFAULT, {form} (mean over seeds): {sum(v >= 0 for v in d.values())} of {len(labs)} labs"
+                       + (f"; short on {short}" if short else '') + '.')
+    return ['', *out, '']
+
 def spread(ran, seeds='results/seeds.csv'):
     "One sentence: the largest per-lab change a lever made (all classes, seed 0) against the shipped recipe's own spread over seeds."
     if not Path(seeds).exists(): return ''
@@ -260,12 +289,12 @@ def readme(path='results/loso_ablation.csv', readme_path='results/README.md', qu
     cnn = ran[ran.lever != 'search_default']
     sec = ['## Leave one source out: training levers (`loso_ablation.csv`, issue 12)', '',
            f"`{ran.command.iloc[-1]}` and the other commands in "
-           f"`loso_ablation.csv`; lenet_1d, `{cnn.profile.iloc[0] if len(cnn) else ''}` profile, {cnn.hardware.iloc[0] if len(cnn) else ''}, "
+           f"`loso_ablation.csv`; lenet_1d, `{cnn.profile.iloc[0] if len(cnn) else ''}` profile, {' / '.join(dict.fromkeys(cnn.hardware))}, "
            f"commits {', '.join(sorted(set(cnn.commit.str[:7])))}; library search DEFAULT on the same folds. Named polymers = test spectra "
            "whose true class is neither other_plastic nor non_plastic. `base_seeds` = the shipped recipe's rows in `seeds.csv` (same code path, "
            "this CPU, commit " + ', '.join(sorted(set(df.commit[df.lever == 'base_seeds'].str[:7]))) + "); the rerun here (`base`) matches it on "
            + ', '.join(f"{r.held_out} seed {r.seed} ({r.accuracy:.4f} vs {r.accuracy_s:.4f})" for r in same.itertuples()) + '.', '',
-           md(t), '', prose(df, t), '', spread(ran), '',
+           md(t), '', prose(df, t), '', spread(ran), '', *stack_prose(ran, df), 
            f"Spectral quality (`corpus_quality.csv`, `{q.command.iloc[0]}`): {int(q.below.sum())} of {int(q.spectra.sum())} spectra score below "
            f"{q.threshold.iloc[0]:g}, most in " + ', '.join(f"{r.source} {r.label} ({int(r.below)} of {int(r.spectra)})" for r in low.head(3).itertuples()) + '.']
     for held in ('villegas_camacho_2024', 'microplastix'):
