@@ -21,14 +21,15 @@ Nothing fitted or chosen sees the held-out lab.
 
     MP_CNN_DATA=/work/shared/data OMP_NUM_THREADS=1 nice -n 19 python scripts/ablate_loso.py --levers stack --seeds 0
 """
-import argparse, datetime, fcntl, shlex, sys, time
+import argparse, datetime, fcntl, os, shlex, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
 
 from mp_cnn.corpus import load_corpus
 from mp_cnn.preprocess import DEFAULT
 from mp_cnn.checkpoint import git_commit
-from mp_cnn.augment import split_groups, label_codes
+from mp_cnn.augment import split_groups, split_by_source, label_codes
+from mp_cnn.train import PROFILES
 from mp_cnn.evaluate import (evaluate, search_classifier, cnn_classifier, hardware, LOSO_SOURCES, preprocessed, protocol_splits,
                              scores)
 
@@ -37,7 +38,8 @@ LEVERS = {'search_default': None,                     # library search, DEFAULT 
           'base': {},                                 # the shipped recipe
           'min_signal': dict(min_signal=15.),         # training spectra with signal_score < 15 dropped (test folds untouched)
           'source_balanced': dict(source_balanced=True),   # each source weighted equally within a class when balancing
-          'stack': 'stack'}                           # CNN + library search stacked inside the training sources (rows stack, stack_tied, stack_cnn)
+          'stack': 'stack',                           # CNN + library search stacked inside the training sources (rows stack, stack_tied, stack_cnn)
+          'stack_loso': 'stack_loso'}                 # the same stackers fitted on leave-one-source-out predictions within the training sources
 STACK_ROWS = ('stack', 'stack_tied', 'stack_cnn')
 
 def named_accuracy(y, pred, classes):
@@ -131,6 +133,79 @@ def run_stack(a, sp, seed, todo, commit, cmd):
             append_row(a.out, row)
             print(f"{name:16s} seed {seed} {held:22s} acc {row['accuracy']:.3f} named {row['named_accuracy']:.3f} {row['wall_s']:.0f}s", flush=True)
 
+def cached_net(sp, classes, out, profile, seed, cache, wait=True):
+    """Probabilities (n_out, k) of lenet_1d (`profile`, `seed`) trained as `base` is on the corpus `sp` without the sources `out`, for every
+    spectrum of those sources (corpus order), and its training seconds. Trained once and cached under `cache`; a process that finds the
+    net claimed by another waits for it (`wait`; else returns None), so several processes can share the work."""
+    key = Path(cache, f"s{seed}_{profile}_" + '__'.join(sorted(out)) + '.npz')
+    claim = key.with_suffix('.claim')
+    while not key.exists():
+        try: os.close(os.open(claim, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            if not wait: return None
+            time.sleep(10); continue
+        train, test = split_by_source(sp, sorted(out))
+        t0 = time.time()
+        _, P, info = cnn_classifier('lenet_1d', profile, None, seed, device='cpu')(train, test, classes)
+        np.savez(str(key) + '.tmp.npz', P=P, train_s=info['train_s'], wall_s=time.time() - t0)
+        os.replace(str(key) + '.tmp.npz', key); claim.unlink()
+        print(f"net without {sorted(out)} seed {seed}: {info['train_s']:.0f}s", flush=True)
+    z = np.load(key)
+    return z['P'], float(z['train_s'])
+
+def stack_loso_fold(sp, held, classes, profile, seed, cache):
+    """One LOSO fold of `stack_loso`: the stackers of `stack` fitted on the training sources' own leave-one-source-out predictions (for
+    every other LOSO source s: a net trained without `held` and s, library search against the corpus without both), then applied to the
+    CNN trained as `base` is and library search against all training spectra. Returns ({row: (pred, P)}, info, train, test)."""
+    k, t0 = len(classes), time.time()
+    inner = [s for s in LOSO_SOURCES if s != held]
+    feats, ys, accs, secs = [], [], [], []
+    for s in inner:
+        P, sec = cached_net(sp, classes, {held, s}, profile, seed, cache); secs.append(sec)
+        lib, both = split_by_source(sp, [held, s])
+        keep = both.meta['source'].eq(s).to_numpy()
+        q = both[keep]; P = P[keep]
+        ok = q.labels.isin(set(lib.labels)).to_numpy()               # as `protocol_splits` does: classes the inner training part has
+        q, P = q[ok], P[ok]
+        R = class_top_r(preprocessed(DEFAULT, q), preprocessed(DEFAULT, lib), label_codes(lib, classes), k)
+        feats.append(stack_features(P, R)); ys.append(label_codes(q, classes))
+    lc, zc, y_cal = np.concatenate([f[0] for f in feats]), np.concatenate([f[1] for f in feats]), np.concatenate(ys)
+    full, tied = fit_stacker(lc, zc, y_cal, k), fit_stacker(lc, zc, y_cal, k, tied=True)
+    cal_acc = dict(cal_acc_cnn=float((lc.argmax(1) == y_cal).mean()), cal_acc_search=float((zc.argmax(1) == y_cal).mean()),
+                   cal_acc_stack=float((full(lc, zc).argmax(1) == y_cal).mean()), cal_acc_stack_tied=float((tied(lc, zc).argmax(1) == y_cal).mean()))
+    P, sec = cached_net(sp, classes, {held}, profile, seed, cache); secs.append(sec)
+    _, held_all = split_by_source(sp, held)
+    (_, train, test), = protocol_splits(sp, 'loso', seed, sources=[held])
+    P = P[held_all.labels.isin(set(train.labels)).to_numpy()]
+    R = class_top_r(preprocessed(DEFAULT, test), preprocessed(DEFAULT, train), label_codes(train, classes), k)
+    l, z = stack_features(P, R)
+    info = dict(train_s=round(secs[-1], 1), epochs=PROFILES[profile]['epochs'], n_cal=len(y_cal), stack_tied_w=str(tied.weights), **cal_acc,
+                wall_s=round(sum(secs) + time.time() - t0, 1))                # training seconds of the fold's 5 nets (pair nets are shared) + stacking
+    out = {'stack_loso': full(l, z), 'stack_loso_tied': tied(l, z), 'stack_loso_cnn': P}
+    return {n: (Q.argmax(1), Q) for n, Q in out.items()}, info, train, test
+
+def run_stack_loso(a, sp, seed, todo, commit, cmd):
+    "The `stack_loso` lever on the folds `todo`: three rows per fold, predictions saved like `run`'s; nets cached in runs/.../nets."
+    classes = sorted(sp.labels.astype(str).unique())
+    cache = Path(a.runs, 'nets'); cache.mkdir(parents=True, exist_ok=True)
+    nets = list(dict.fromkeys(frozenset(o) for h in todo for o in [*({h, s} for s in LOSO_SOURCES if s != h), {h}]))
+    for o in nets: cached_net(sp, classes, o, a.profile, seed, cache, wait=False)   # first train what no other process has claimed
+    for held in todo:
+        done = pd.read_csv(a.out) if Path(a.out).exists() else pd.DataFrame(columns=['lever', 'seed', 'held_out'])
+        if ((done.lever == 'stack_loso') & (done.seed == seed) & (done.held_out == held)).any(): continue
+        preds, info, train, test = stack_loso_fold(sp, held, classes, a.profile, seed, cache)
+        done = pd.read_csv(a.out) if Path(a.out).exists() else pd.DataFrame(columns=['lever', 'seed', 'held_out'])
+        if ((done.lever == 'stack_loso') & (done.seed == seed) & (done.held_out == held)).any(): continue   # another process wrote it meanwhile
+        y = label_codes(test, classes)
+        for name, (pred, P) in preds.items():
+            row = dict(lever=name, protocol='loso', held_out=held, n_train=len(train), n_test=len(test),
+                       **scores(y, pred, P, len(classes)), seed=seed, **info)
+            row['named_accuracy'], row['n_named'] = named_accuracy(y, pred, classes)
+            np.savez(Path(a.runs, f"{name}_s{seed}_{held}.npz"), y=y, pred=pred, classes=np.array(classes))
+            row.update(profile=a.profile, hardware=hardware(), commit=commit, date=datetime.datetime.now().isoformat(timespec='seconds'), command=cmd)
+            append_row(a.out, row)
+            print(f"{name:16s} seed {seed} {held:22s} acc {row['accuracy']:.3f} named {row['named_accuracy']:.3f} {row['wall_s']:.0f}s", flush=True)
+
 def run(a):
     sp, out, commit = load_corpus(), Path(a.out), git_commit()     # the commit whose code this process runs (taken before training)
     cmd = 'python scripts/ablate_loso.py ' + ' '.join(shlex.quote(x) for x in sys.argv[1:])
@@ -143,6 +218,8 @@ def run(a):
             kw = LEVERS[lever]
             if kw == 'stack':
                 run_stack(a, sp, seed, todo, commit, cmd); continue
+            if kw == 'stack_loso':
+                run_stack_loso(a, sp, seed, todo, commit, cmd); continue
             clf = search_classifier(DEFAULT) if kw is None else cnn_classifier('lenet_1d', a.profile, None, seed, device='cpu', **kw)
             for row in evaluate(clf, sp, 'loso', lever, seed, sources=todo):
                 y, pred, classes = row.pop('_y'), row.pop('_pred'), row.pop('_classes'); row.pop('_model')
