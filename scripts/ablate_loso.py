@@ -276,34 +276,41 @@ def prose(df, t):
             out.append(f"- `{lever}`, {form}{dropped}: mean over {', '.join(labs)} {r.mean():.3f}, shipped recipe {mb}, search DEFAULT {s.mean():.3f}; per lab {d}.")
     return '\n'.join(out)
 
+STACK_TEXT = {
+    'stack': "`stack`: a learned combination of the CNN with library search, fitted inside the training sources only. Their physical samples "
+             "are split (`split_groups`, 20%) into a fit part and a calibration part; a lenet_1d trained on the fit part and library search "
+             "against the fit part give the calibration spectra's features (CNN log-probabilities, and per class the highest Pearson r of its "
+             "references, Fisher z); `stack` is a multinomial logistic regression on those 2k features (standardised, L2 1e-3, class-balanced), "
+             "`stack_tied` the two-weight model logit_c = a log p_c + b z_c. The held-out lab is predicted from the CNN trained as the shipped "
+             "recipe (all training sources, same seed: `stack_cnn`, that net alone) and library search against all training spectra.",
+    'stack_loso': "`stack_loso`: the same two stackers, fitted instead on leave-one-source-out predictions within the training sources: for "
+                  "every other LOSO source s, a lenet_1d trained without the held-out lab and s, and library search against the corpus "
+                  "without both, predict s; the stackers are fitted on all four such sources' spectra, then applied as in `stack` "
+                  "(`stack_loso_cnn` is the fold's CNN alone, the same recipe as `stack_cnn`)."}
+
 def stack_prose(ran, df):
-    "What the `stack` lever is, its calibration-part figures, its net against the shipped recipe, and on how many labs it reaches search DEFAULT."
-    st = ran[ran.lever == 'stack']
-    if not len(st): return []
-    cal = ', '.join(f"{r.held_out} (n={int(r.n_cal)}: CNN {r.cal_acc_cnn:.3f}, search {r.cal_acc_search:.3f}, stack {r.cal_acc_stack:.3f}, "
-                    f"stack_tied {r.cal_acc_stack_tied:.3f}, tied weights [a, b] = {r.stack_tied_w})" for r in st[st.seed == 0].itertuples())
-    same = ran[ran.lever == 'stack_cnn'].merge(df[df.lever.isin(['base', 'base_seeds'])].drop_duplicates(['held_out', 'seed']),
-                                                on=['held_out', 'seed'], suffixes=('', '_b'))
-    out = ["`stack`: a learned combination of the CNN with library search, fitted inside the training sources only. Their physical samples "
-           "are split (`split_groups`, 20%) into a fit part and a calibration part; a lenet_1d trained on the fit part and library search "
-           "against the fit part give the calibration spectra's features (CNN log-probabilities, and per class the highest Pearson r of its "
-           "references, Fisher z); `stack` is a multinomial logistic regression on those 2k features, `stack_tied` the two-weight model "
-           "logit_c = a log p_c + b z_c. The held-out lab is predicted from the CNN trained as the shipped recipe (all training sources, same "
-           "seed: `stack_cnn`, that net alone) and library search against all training spectra. Calibration-part (in-distribution) "
-           f"accuracy, seed 0: {cal}."]
-    if len(same): out[-1] += (" `stack_cnn` against the shipped recipe's own row: " +
-                              ', '.join(f"{r.held_out} seed {r.seed} {r.accuracy:.4f} vs {r.accuracy_b:.4f}" for r in same.itertuples()) + '.')
-    t = table(df)
-    for lever in ('stack', 'stack_tied'):
-        for form in ('all classes', 'named polymers'):
-            tf = t.loc[form]
-            if lever not in tf.index: continue
-            labs = [h for h in LOSO_SOURCES if pd.notna(tf.loc[lever, h])]
-            d = {h: tf.loc[lever, h] - tf.loc['search_default', h] for h in labs}
-            short = ', '.join(f'{h} ({v:+.3f})' for h, v in d.items() if v < 0)
-            out.append(f"- `{lever}` >= search DEFAULT, {form} (mean over seeds): {sum(v >= 0 for v in d.values())} of {len(labs)} labs"
-                       + (f"; short on {short}" if short else '') + '.')
-    return ['', *out, '']
+    "What the stack levers are, their calibration figures, their net against the shipped recipe, and on how many labs they reach search DEFAULT."
+    out = []
+    for lev, text in STACK_TEXT.items():
+        st = ran[ran.lever == lev]
+        if not len(st): continue
+        cal = ', '.join(f"{r.held_out} (n={int(r.n_cal)}: CNN {r.cal_acc_cnn:.3f}, search {r.cal_acc_search:.3f}, {lev} {r.cal_acc_stack:.3f}, "
+                        f"{lev}_tied {r.cal_acc_stack_tied:.3f}, tied weights [a, b] = {r.stack_tied_w})" for r in st[st.seed == 0].itertuples())
+        out += ['', text + f" Accuracy on the {'calibration part (in-distribution)' if lev == 'stack' else 'inner held-out sources'}, seed 0: {cal}."]
+        same = ran[ran.lever == f'{lev}_cnn'].merge(df[df.lever.isin(['base', 'base_seeds'])].drop_duplicates(['held_out', 'seed']),
+                                                    on=['held_out', 'seed'], suffixes=('', '_b'))
+        if len(same): out[-1] += (f" `{lev}_cnn` ({', '.join(sorted(set(same.hardware)))}) against the shipped recipe's own row: " +
+                                  ', '.join(f"{r.held_out} seed {r.seed} {r.accuracy:.4f} vs {r.accuracy_b:.4f}" for r in same.itertuples()) + '.')
+        for lever in (lev, f'{lev}_tied'):
+            for form, col in (('all classes', 'accuracy'), ('named polymers', 'named_accuracy')):
+                m = df.groupby(['lever', 'held_out'])[col].mean()          # unrounded means over seeds
+                labs = [h for h in LOSO_SOURCES if (lever, h) in m.index]
+                d = {h: m[lever, h] - m['search_default', h] for h in labs}
+                short = ', '.join(f'{h} ({v:+.3f})' for h, v in d.items() if v < 0)
+                seeds = sorted(set(df.seed[df.lever == lever]))
+                out.append(f"- `{lever}` >= search DEFAULT, {form} (mean over seeds {seeds}): {sum(v >= 0 for v in d.values())} of {len(labs)} labs"
+                           + (f"; short on {short}" if short else '') + '.')
+    return [*out, ''] if out else []
 
 def spread(ran, seeds='results/seeds.csv'):
     "One sentence: the largest per-lab change a lever made (all classes, seed 0) against the shipped recipe's own spread over seeds."
