@@ -296,7 +296,8 @@ def stack_prose(ran, df):
         if not len(st): continue
         cal = ', '.join(f"{r.held_out} (n={int(r.n_cal)}: CNN {r.cal_acc_cnn:.3f}, search {r.cal_acc_search:.3f}, {lev} {r.cal_acc_stack:.3f}, "
                         f"{lev}_tied {r.cal_acc_stack_tied:.3f}, tied weights [a, b] = {r.stack_tied_w})" for r in st[st.seed == 0].itertuples())
-        out += ['', text + f" Accuracy on the {'calibration part (in-distribution)' if lev == 'stack' else 'inner held-out sources'}, seed 0: {cal}."]
+        out += ['', text + f" Accuracy on the {'calibration part (in-distribution)' if lev == 'stack' else 'inner held-out sources'}, seed 0 (the stackers' "
+                       f"figures are on the data they were fitted to): {cal}."]
         same = ran[ran.lever == f'{lev}_cnn'].merge(df[df.lever.isin(['base', 'base_seeds'])].drop_duplicates(['held_out', 'seed']),
                                                     on=['held_out', 'seed'], suffixes=('', '_b'))
         if len(same): out[-1] += (f" `{lev}_cnn` ({', '.join(sorted(set(same.hardware)))}) against the shipped recipe's own row: " +
