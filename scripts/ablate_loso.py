@@ -9,26 +9,213 @@ neither other_plastic nor non_plastic), and library search DEFAULT on the same f
 
 A lever is a set of keyword arguments to `cnn_classifier` (chapter 5); `base` is the shipped recipe (gpu profile). Rows
 already in the CSV are skipped, so a stopped run resumes; predictions go to runs/loso_ablation/ (git-ignored).
+
+`stack` is a learned combination of the CNN with library search, fitted inside the training sources only: their physical
+samples are split (`split_groups`, 20% of every class) into a fit part and a calibration part; a lenet_1d trained on the fit
+part and library search against the fit part (DEFAULT_STEPS) give the calibration part's features (CNN log-probabilities and, per
+class, the highest Pearson r of any reference of that class), on which two stackers are fitted: `stack`, a multinomial logistic
+regression on all 2k features (standardised, L2, class-balanced), and `stack_tied`, logit_c = a log p_c + b atanh(r_c) (two
+weights shared by all classes). The held-out lab is then predicted from the CNN trained as `base` is (all training sources,
+same seed) and library search against all training spectra; `stack_cnn` is that CNN alone (the same net, so `base` rerun).
+Nothing fitted or chosen sees the held-out lab.
+
+    MP_CNN_DATA=/work/shared/data OMP_NUM_THREADS=1 nice -n 19 python scripts/ablate_loso.py --levers stack --seeds 0
 """
-import argparse, datetime, shlex, sys
+import argparse, datetime, fcntl, os, shlex, sys, time
 from pathlib import Path
-import numpy as np, pandas as pd
+import numpy as np, pandas as pd, torch, torch.nn.functional as F
 
 from mp_cnn.corpus import load_corpus
 from mp_cnn.preprocess import DEFAULT_STEPS
 from mp_cnn.checkpoint import git_commit
-from mp_cnn.evaluate import evaluate, search_classifier, cnn_classifier, hardware, LOSO_SOURCES
+from mp_cnn.augment import split_groups, split_by_source, label_codes
+from mp_cnn.train import PROFILES
+from mp_cnn.evaluate import (evaluate, search_classifier, cnn_classifier, hardware, LOSO_SOURCES, preprocessed, protocol_splits,
+                             scores)
 
 UNNAMED = ('other_plastic', 'non_plastic')
 LEVERS = {'search_default': None,                     # library search, DEFAULT pipeline: the reference
           'base': {},                                 # the shipped recipe
           'min_signal': dict(min_signal=15.),         # training spectra with signal_score < 15 dropped (test folds untouched)
-          'source_balanced': dict(source_balanced=True)}   # each source weighted equally within a class when balancing
+          'source_balanced': dict(source_balanced=True),   # each source weighted equally within a class when balancing
+          'stack': 'stack',                           # CNN + library search stacked inside the training sources (rows stack, stack_tied, stack_cnn)
+          'stack_loso': 'stack_loso',                 # the same stackers fitted on leave-one-source-out predictions within the training sources
+          'stack_loso_medoid': 'stack_loso_medoid'}   # stack_loso with the per-class r against a medoid library, as the shipped rule's
+STACK_ROWS = ('stack', 'stack_tied', 'stack_cnn')
 
 def named_accuracy(y, pred, classes):
     "Accuracy over the spectra whose true class is a named polymer (not in `UNNAMED`), and how many there are."
     keep = ~np.isin(np.asarray(classes)[y], UNNAMED)
     return (float((y[keep] == pred[keep]).mean()) if keep.any() else float('nan')), int(keep.sum())
+
+def class_top_r(Q, # preprocessed queries, n x points (finite)
+                L, # preprocessed library, m x points (finite)
+                codes, # class code of every library row
+                n_classes:int, # k
+                chunk:int=1024, # query rows per matrix product
+               ) -> np.ndarray:
+    "(n, k): the highest Pearson r of every query against the library spectra of each class (-1 where a class has none)."
+    unit = lambda X: (lambda D: D / np.maximum(np.linalg.norm(D, axis=1, keepdims=True), 1e-12))(X - X.mean(1, keepdims=True))
+    Lu, codes = unit(np.asarray(L, np.float64)).astype(np.float32), np.asarray(codes)
+    out = np.full((len(Q), n_classes), -1., np.float32)
+    for a in range(0, len(Q), chunk):
+        r = unit(np.asarray(Q[a:a + chunk], np.float64)).astype(np.float32) @ Lu.T
+        for c in np.unique(codes): out[a:a + chunk, c] = r[:, codes == c].max(1)
+    return out
+
+def stack_features(P, R):
+    "CNN log-probabilities and Fisher-z top correlations, each (n, k)."
+    return np.log(np.clip(P, 1e-7, 1)), np.arctanh(np.clip(R, -0.999, 0.9999))
+
+def fit_stacker(logp, z, y, n_classes, tied=False, wd=1e-3, steps=300):
+    """A stacker fitted by LBFGS on class-balanced cross-entropy; returns predict(logp, z) -> probabilities. `tied`: logit_c = a logp_c + b z_c;
+    else a multinomial logistic regression on the standardised 2k features with L2 penalty `wd`."""
+    X = torch.as_tensor(np.concatenate([logp, z], 1), dtype=torch.float32)
+    y = torch.as_tensor(y)
+    w = 1 / torch.bincount(y, minlength=n_classes).clamp(min=1).float()
+    k = n_classes
+    if tied: W = torch.tensor([1., 1.], requires_grad=True); mu, sd = torch.zeros(2 * k), torch.ones(2 * k)
+    else:
+        mu, sd = X.mean(0), X.std(0) + 1e-6
+        torch.manual_seed(0); lin = torch.nn.Linear(2 * k, k)
+    logits = (lambda X: W[0] * X[:, :k] + W[1] * X[:, k:]) if tied else (lambda X: lin((X - mu) / sd))
+    params = [W] if tied else list(lin.parameters())
+    opt = torch.optim.LBFGS(params, lr=1, max_iter=steps, history_size=20, line_search_fn='strong_wolfe')
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(logits(X), y, weight=w / w.mean()) + (0 if tied else wd * lin.weight.pow(2).sum())
+        loss.backward(); return loss
+    opt.step(closure)
+    def predict(logp, z):
+        with torch.no_grad(): return logits(torch.as_tensor(np.concatenate([logp, z], 1), dtype=torch.float32)).softmax(1).numpy()
+    predict.weights = [round(float(x), 3) for x in W.detach()] if tied else None
+    return predict
+
+def stack_fold(train, test, classes, profile, seed, cal_size=0.2):
+    "One LOSO fold of the `stack` lever: {row name: (pred, probabilities, info)} for `STACK_ROWS`, and info common to all."
+    k, t0 = len(classes), time.time()
+    cnn = cnn_classifier('lenet_1d', profile, None, seed, device='cpu')
+    fit, cal = split_groups(train, cal_size, seed)                 # by physical sample, inside the training sources only
+    y_fit, y_cal = label_codes(fit, classes), label_codes(cal, classes)
+    _, Pc, _ = cnn(fit, cal, classes)                              # a lenet_1d that never saw the calibration samples
+    Rc = class_top_r(preprocessed(DEFAULT_STEPS, cal), preprocessed(DEFAULT_STEPS, fit), y_fit, k)
+    lc, zc = stack_features(Pc, Rc)
+    full, tied = fit_stacker(lc, zc, y_cal, k), fit_stacker(lc, zc, y_cal, k, tied=True)
+    cal_acc = dict(cal_acc_cnn=float((Pc.argmax(1) == y_cal).mean()), cal_acc_search=float((Rc.argmax(1) == y_cal).mean()),
+                   cal_acc_stack=float((full(lc, zc).argmax(1) == y_cal).mean()), cal_acc_stack_tied=float((tied(lc, zc).argmax(1) == y_cal).mean()))
+    _, P, info = cnn(train, test, classes)                          # the CNN as `base` trains it: all training sources, same seed
+    R = class_top_r(preprocessed(DEFAULT_STEPS, test), preprocessed(DEFAULT_STEPS, train), label_codes(train, classes), k)
+    l, z = stack_features(P, R)
+    info = dict({c: info[c] for c in ('params', 'train_s', 'epochs', 'n_fit', 'views', 'device', 'n_low_signal')},
+                n_cal=len(cal), stack_tied_w=str(tied.weights), **cal_acc)
+    out = {'stack': full(l, z), 'stack_tied': tied(l, z), 'stack_cnn': P}
+    return {n: (Q.argmax(1), Q) for n, Q in out.items()}, dict(info, wall_s=round(time.time() - t0, 1))
+
+def append_row(out, row):
+    "Append `row` to the CSV `out` under an exclusive lock (several processes may run folds at once)."
+    with open(str(out) + '.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        df = pd.concat([pd.read_csv(out), pd.DataFrame([row])]) if Path(out).exists() else pd.DataFrame([row])
+        df.to_csv(out, index=False)
+
+def run_stack(a, sp, seed, todo, commit, cmd):
+    "The `stack` lever on the folds `todo`: three rows per fold (`STACK_ROWS`), predictions saved like `run`'s."
+    classes = sorted(sp.labels.astype(str).unique())
+    for held, train, test in protocol_splits(sp, 'loso', seed, sources=todo):
+        preds, info = stack_fold(train, test, classes, a.profile, seed)
+        y = label_codes(test, classes)
+        for name, (pred, P) in preds.items():
+            row = dict(lever=name, protocol='loso', held_out=held, n_train=len(train), n_test=len(test),
+                       **scores(y, pred, P, len(classes)), seed=seed, **info)
+            row['named_accuracy'], row['n_named'] = named_accuracy(y, pred, classes)
+            Path(a.runs).mkdir(parents=True, exist_ok=True)
+            np.savez(Path(a.runs, f"{name}_s{seed}_{held}.npz"), y=y, pred=pred, classes=np.array(classes))
+            row.update(profile=a.profile, hardware=hardware(), commit=commit, date=datetime.datetime.now().isoformat(timespec='seconds'), command=cmd)
+            append_row(a.out, row)
+            print(f"{name:16s} seed {seed} {held:22s} acc {row['accuracy']:.3f} named {row['named_accuracy']:.3f} {row['wall_s']:.0f}s", flush=True)
+
+def cached_net(sp, classes, out, profile, seed, cache, wait=True):
+    """Probabilities (n_out, k) of lenet_1d (`profile`, `seed`) trained as `base` is on the corpus `sp` without the sources `out`, for every
+    spectrum of those sources (corpus order), and its training seconds. Trained once and cached under `cache`; a process that finds the
+    net claimed by another waits for it (`wait`; else returns None), so several processes can share the work."""
+    key = Path(cache, f"s{seed}_{profile}_" + '__'.join(sorted(out)) + '.npz')
+    claim = key.with_suffix('.claim')
+    while not key.exists():
+        try: os.close(os.open(claim, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            if not wait: return None
+            time.sleep(10); continue
+        train, test = split_by_source(sp, sorted(out))
+        t0 = time.time()
+        _, P, info = cnn_classifier('lenet_1d', profile, None, seed, device='cpu')(train, test, classes)
+        np.savez(str(key) + '.tmp.npz', P=P, train_s=info['train_s'], wall_s=time.time() - t0)
+        os.replace(str(key) + '.tmp.npz', key); claim.unlink()
+        print(f"net without {sorted(out)} seed {seed}: {info['train_s']:.0f}s", flush=True)
+    z = np.load(key)
+    return z['P'], float(z['train_s'])
+
+def medoid_top_r(q, lib, classes):
+    "(n, k): the highest Pearson r of every query spectrum `q` against a medoid `Library` of `lib` (chapter 5a's `build_library`, in model-input space), per class (-1 where none)."
+    from mp_cnn.openset import build_library
+    L = build_library(lib, preprocessed(DEFAULT_STEPS, lib))
+    per = L.match(preprocessed(DEFAULT_STEPS, q))[2]
+    out = np.full((len(q), len(classes)), -1., np.float32)
+    for j, c in enumerate(L.classes): out[:, classes.index(c)] = per[:, j]
+    return out
+
+def stack_loso_fold(sp, held, classes, profile, seed, cache, medoids=False):
+    """One LOSO fold of `stack_loso`: the stackers of `stack` fitted on the training sources' own leave-one-source-out predictions (for
+    every other LOSO source s: a net trained without `held` and s, library search against the corpus without both), then applied to the
+    CNN trained as `base` is and library search against all training spectra. Returns ({row: (pred, P)}, info, train, test)."""
+    k, t0 = len(classes), time.time()
+    inner = [s for s in LOSO_SOURCES if s != held]
+    feats, ys, accs, secs = [], [], [], []
+    for s in inner:
+        P, sec = cached_net(sp, classes, {held, s}, profile, seed, cache); secs.append(sec)
+        lib, both = split_by_source(sp, [held, s])
+        keep = both.meta['source'].eq(s).to_numpy()
+        q = both[keep]; P = P[keep]
+        ok = q.labels.isin(set(lib.labels)).to_numpy()               # as `protocol_splits` does: classes the inner training part has
+        q, P = q[ok], P[ok]
+        R = medoid_top_r(q, lib, classes) if medoids else class_top_r(preprocessed(DEFAULT_STEPS, q), preprocessed(DEFAULT_STEPS, lib), label_codes(lib, classes), k)
+        feats.append(stack_features(P, R)); ys.append(label_codes(q, classes))
+    lc, zc, y_cal = np.concatenate([f[0] for f in feats]), np.concatenate([f[1] for f in feats]), np.concatenate(ys)
+    full, tied = fit_stacker(lc, zc, y_cal, k), fit_stacker(lc, zc, y_cal, k, tied=True)
+    cal_acc = dict(cal_acc_cnn=float((lc.argmax(1) == y_cal).mean()), cal_acc_search=float((zc.argmax(1) == y_cal).mean()),
+                   cal_acc_stack=float((full(lc, zc).argmax(1) == y_cal).mean()), cal_acc_stack_tied=float((tied(lc, zc).argmax(1) == y_cal).mean()))
+    P, sec = cached_net(sp, classes, {held}, profile, seed, cache); secs.append(sec)
+    _, held_all = split_by_source(sp, held)
+    (_, train, test), = protocol_splits(sp, 'loso', seed, sources=[held])
+    P = P[held_all.labels.isin(set(train.labels)).to_numpy()]
+    R = medoid_top_r(test, train, classes) if medoids else class_top_r(preprocessed(DEFAULT_STEPS, test), preprocessed(DEFAULT_STEPS, train), label_codes(train, classes), k)
+    l, z = stack_features(P, R)
+    info = dict(train_s=round(secs[-1], 1), epochs=PROFILES[profile]['epochs'], n_cal=len(y_cal), stack_tied_w=str(tied.weights), **cal_acc,
+                wall_s=round(sum(secs) + time.time() - t0, 1))                # training seconds of the fold's 5 nets (pair nets are shared) + stacking
+    lev = 'stack_loso_medoid' if medoids else 'stack_loso'
+    out = {lev: full(l, z), f'{lev}_tied': tied(l, z)} if medoids else {lev: full(l, z), f'{lev}_tied': tied(l, z), f'{lev}_cnn': P}
+    return {n: (Q.argmax(1), Q) for n, Q in out.items()}, info, train, test
+
+def run_stack_loso(a, sp, seed, todo, commit, cmd, lever='stack_loso'):
+    "The `stack_loso` (or `stack_loso_medoid`) lever on the folds `todo`: its rows per fold, predictions saved like `run`'s; nets cached in runs/.../nets."
+    classes = sorted(sp.labels.astype(str).unique())
+    cache = Path(a.runs, 'nets'); cache.mkdir(parents=True, exist_ok=True)
+    nets = list(dict.fromkeys(frozenset(o) for h in todo for o in [*({h, s} for s in LOSO_SOURCES if s != h), {h}]))
+    for o in nets: cached_net(sp, classes, o, a.profile, seed, cache, wait=False)   # first train what no other process has claimed
+    for held in todo:
+        done = pd.read_csv(a.out) if Path(a.out).exists() else pd.DataFrame(columns=['lever', 'seed', 'held_out'])
+        if ((done.lever == lever) & (done.seed == seed) & (done.held_out == held)).any(): continue
+        preds, info, train, test = stack_loso_fold(sp, held, classes, a.profile, seed, cache, medoids=lever == 'stack_loso_medoid')
+        done = pd.read_csv(a.out) if Path(a.out).exists() else pd.DataFrame(columns=['lever', 'seed', 'held_out'])
+        if ((done.lever == lever) & (done.seed == seed) & (done.held_out == held)).any(): continue   # another process wrote it meanwhile
+        y = label_codes(test, classes)
+        for name, (pred, P) in preds.items():
+            row = dict(lever=name, protocol='loso', held_out=held, n_train=len(train), n_test=len(test),
+                       **scores(y, pred, P, len(classes)), seed=seed, **info)
+            row['named_accuracy'], row['n_named'] = named_accuracy(y, pred, classes)
+            np.savez(Path(a.runs, f"{name}_s{seed}_{held}.npz"), y=y, pred=pred, classes=np.array(classes))
+            row.update(profile=a.profile, hardware=hardware(), commit=commit, date=datetime.datetime.now().isoformat(timespec='seconds'), command=cmd)
+            append_row(a.out, row)
+            print(f"{name:16s} seed {seed} {held:22s} acc {row['accuracy']:.3f} named {row['named_accuracy']:.3f} {row['wall_s']:.0f}s", flush=True)
 
 def run(a):
     sp, out, commit = load_corpus(), Path(a.out), git_commit()     # the commit whose code this process runs (taken before training)
@@ -40,6 +227,10 @@ def run(a):
             todo = [s for s in a.sources if s not in have]
             if not todo: continue
             kw = LEVERS[lever]
+            if kw == 'stack':
+                run_stack(a, sp, seed, todo, commit, cmd); continue
+            if kw in ('stack_loso', 'stack_loso_medoid'):
+                run_stack_loso(a, sp, seed, todo, commit, cmd, kw); continue
             clf = search_classifier(DEFAULT_STEPS) if kw is None else cnn_classifier('lenet_1d', a.profile, None, seed, device='cpu', **kw)
             for row in evaluate(clf, sp, 'loso', lever, seed, sources=todo):
                 y, pred, classes = row.pop('_y'), row.pop('_pred'), row.pop('_classes'); row.pop('_model')
@@ -48,8 +239,7 @@ def run(a):
                 np.savez(Path(a.runs, f"{lever}_s{seed}_{row['held_out']}.npz"), y=y, pred=pred, classes=np.array(classes))
                 row = dict(lever=lever, **{k: v for k, v in row.items() if k != 'model'}, profile=a.profile if kw is not None else '',
                            hardware=hardware(), commit=commit, date=datetime.datetime.now().isoformat(timespec='seconds'), command=cmd)
-                df = pd.concat([pd.read_csv(out), pd.DataFrame([row])]) if out.exists() else pd.DataFrame([row])
-                df.to_csv(out, index=False)
+                append_row(out, row)
                 print(f"{lever:16s} seed {seed} {row['held_out']:22s} acc {row['accuracy']:.3f} named {row['named_accuracy']:.3f} "
                       f"{row['wall_s']:.0f}s", flush=True)
 
@@ -96,6 +286,47 @@ def prose(df, t):
             dropped = f" (training spectra dropped: {', '.join(f'{int(v)}' for v in drop)})" if form == 'all classes' and drop.fillna(0).gt(0).any() else ''
             out.append(f"- `{lever}`, {form}{dropped}: mean over {', '.join(labs)} {r.mean():.3f}, shipped recipe {mb}, search DEFAULT {s.mean():.3f}; per lab {d}.")
     return '\n'.join(out)
+
+STACK_TEXT = {
+    'stack': "`stack`: a learned combination of the CNN with library search, fitted inside the training sources only. Their physical samples "
+             "are split (`split_groups`, 20%) into a fit part and a calibration part; a lenet_1d trained on the fit part and library search "
+             "against the fit part give the calibration spectra's features (CNN log-probabilities, and per class the highest Pearson r of its "
+             "references, Fisher z); `stack` is a multinomial logistic regression on those 2k features (standardised, L2 1e-3, class-balanced), "
+             "`stack_tied` the two-weight model logit_c = a log p_c + b z_c. The held-out lab is predicted from the CNN trained as the shipped "
+             "recipe (all training sources, same seed: `stack_cnn`, that net alone) and library search against all training spectra.",
+    'stack_loso': "`stack_loso`: the same two stackers, fitted instead on leave-one-source-out predictions within the training sources: for "
+                  "every other LOSO source s, a lenet_1d trained without the held-out lab and s, and library search against the corpus "
+                  "without both, predict s; the stackers are fitted on all four such sources' spectra, then applied as in `stack` "
+                  "(`stack_loso_cnn` is the fold's CNN alone, the same recipe as `stack_cnn`).",
+    'stack_loso_medoid': "`stack_loso_medoid`: `stack_loso` with each class's best r taken against a medoid library of the training spectra "
+                         "(chapter 5a's `build_library`, the kind of library the shipped open-set rule carries: a few hundred references) "
+                         "instead of every training spectrum, on the same cached nets; the classifier already computes these r for its "
+                         "evidence, so this combination would cost nothing at inference."}
+
+def stack_prose(ran, df):
+    "What the stack levers are, their calibration figures, their net against the shipped recipe, and on how many labs they reach search DEFAULT."
+    out = []
+    for lev, text in STACK_TEXT.items():
+        st = ran[ran.lever == lev]
+        if not len(st): continue
+        cal = ', '.join(f"{r.held_out} (n={int(r.n_cal)}: CNN {r.cal_acc_cnn:.3f}, search {r.cal_acc_search:.3f}, {lev} {r.cal_acc_stack:.3f}, "
+                        f"{lev}_tied {r.cal_acc_stack_tied:.3f}, tied weights [a, b] = {r.stack_tied_w})" for r in st[st.seed == 0].itertuples())
+        out += ['', text + f" Accuracy on the {'calibration part (in-distribution)' if lev == 'stack' else 'inner held-out sources'}, seed 0 (the stackers' "
+                       f"figures are on the data they were fitted to): {cal}."]
+        same = ran[ran.lever == f'{lev}_cnn'].merge(df[df.lever.isin(['base', 'base_seeds'])].drop_duplicates(['held_out', 'seed']),
+                                                    on=['held_out', 'seed'], suffixes=('', '_b'))
+        if len(same): out[-1] += (f" `{lev}_cnn` ({', '.join(sorted(set(same.hardware)))}) against the shipped recipe's own row: " +
+                                  ', '.join(f"{r.held_out} seed {r.seed} {r.accuracy:.4f} vs {r.accuracy_b:.4f}" for r in same.itertuples()) + '.')
+        for lever in (lev, f'{lev}_tied'):
+            for form, col in (('all classes', 'accuracy'), ('named polymers', 'named_accuracy')):
+                m = df.groupby(['lever', 'held_out'])[col].mean()          # unrounded means over seeds
+                labs = [h for h in LOSO_SOURCES if (lever, h) in m.index]
+                d = {h: m[lever, h] - m['search_default', h] for h in labs}
+                short = ', '.join(f'{h} ({v:+.3f})' for h, v in d.items() if v < 0)
+                seeds = sorted(set(df.seed[df.lever == lever]))
+                out.append(f"- `{lever}` >= search DEFAULT_STEPS, {form} (mean over seeds {seeds}): {sum(v >= 0 for v in d.values())} of {len(labs)} labs"
+                           + (f"; short on {short}" if short else '') + '.')
+    return [*out, ''] if out else []
 
 def spread(ran, seeds='results/seeds.csv'):
     "One sentence: the largest per-lab change a lever made (all classes, seed 0) against the shipped recipe's own spread over seeds."
@@ -171,7 +402,7 @@ def readme(path='results/loso_ablation.csv', readme_path='results/README.md', qu
     t = table(df)
     q = pd.read_csv(quality)
     sec = ['## Leave one source out: training levers (`loso_ablation.csv`, issue 12)', '', header(ran, df), '',
-           md(t), '', prose(df, t), '', spread(ran), '', quality_line(q)]
+           md(t), '', prose(df, t), '', spread(ran), '', *stack_prose(ran, df), quality_line(q)]
     for held in ('villegas_camacho_2024', 'microplastix'):
         r = recall_table(ran, runs, held)
         if r is not None: sec += ['', f"Recall per class, {held} held out (seed 0, from the saved predictions):", '', md(r)]

@@ -444,3 +444,36 @@ def test_speed_query_counts_quoted():
               (' '.join((ROOT/'README.md').read_text().split()), f"the networks alone on {n} queries")]
     missing = [c for t, c in claims if c not in t]
     assert not missing, 'the prose disagrees with the speed CSVs (update the text):\n' + '\n'.join(missing)
+
+
+def _ablate_loso():
+    import importlib.util, pathlib
+    spec = importlib.util.spec_from_file_location('ablate_loso', pathlib.Path(__file__).parents[1]/'scripts'/'ablate_loso.py')
+    ab = importlib.util.module_from_spec(spec); spec.loader.exec_module(ab)
+    return ab
+
+
+def test_stack_class_top_r_agrees_with_library_search():
+    from mp_cnn.search import library_search
+    ab, rng = _ablate_loso(), np.random.default_rng(0)
+    L, Q, codes = rng.normal(size=(60, 40)), rng.normal(size=(25, 40)), rng.integers(0, 4, 60)
+    R = ab.class_top_r(Q, L, codes, 5, chunk=7)
+    lab, r = library_search(Q, L, codes)
+    assert (R.argmax(1) == lab[:, 0]).all() and np.allclose(R.max(1), r[:, 0], atol=1e-5)
+    assert (R[:, 4] == -1).all()                                     # a class with no reference scores -1
+    c = 2; assert np.allclose(R[:, c], library_search(Q, L[codes == c], np.zeros((codes == c).sum()))[1][:, 0], atol=1e-5)
+
+
+def test_stack_stackers_follow_the_informative_feature():
+    # two feature blocks: a noisy one (CNN stand-in) and one that carries the class (search stand-in); both stackers must lean on the second
+    ab, rng, k, n = _ablate_loso(), np.random.default_rng(1), 4, 800
+    y = rng.integers(0, k, n)
+    good = np.eye(k)[y] * 2 + rng.normal(0, .5, (n, k))
+    P = np.exp(rng.normal(size=(n, k))); P /= P.sum(1, keepdims=True)
+    R = np.tanh(good / 2)
+    logp, z = ab.stack_features(P, R)
+    for tied in (False, True):
+        f = ab.fit_stacker(logp, z, y, k, tied=tied)
+        assert (f(logp, z).argmax(1) == y).mean() > 0.9 > (P.argmax(1) == y).mean()
+    w = ab.fit_stacker(logp, z, y, k, tied=True).weights
+    assert abs(w[0]) < w[1]
