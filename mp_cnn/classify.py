@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 
-from .spectra import Spectra, input_flags
+from .spectra import Spectra, input_flags, MIN_POINTS
 from .sources import SOURCES
 from .preprocess import Pipeline, STEPS
 from .openset import OpenSetRule
@@ -185,7 +185,7 @@ def _blocks(self:Classifier, sp, units=None, workers=None, finish=None):
     nb = nw * -(-len(sp) // (nw * BLOCK)) or 1      # equal blocks, a multiple of the workers: none waits for a straggler
     size = max(-(-len(sp) // nb), 1)
     starts = list(range(0, max(len(sp), 1), size))
-    fast = True if len(sp) >= len(sp.wavenumbers) else 'auto'   # enough rows to pay for the pipeline's matrix
+    fast = True if len(sp) >= len(sp.wavenumbers) >= MIN_POINTS else 'auto'   # enough rows to pay for the pipeline's matrix
     def block(a):
         sub = sp[a:a + size] if len(starts) > 1 else sp
         X, f = self.prepare(sub, units, fast)

@@ -368,7 +368,7 @@ def linear_apply(steps, # a run of linear steps (`linear_run`)
                 ):
     "(axis, `X` through `steps`): the `Operator` for rows it can take, the steps one by one for the rest."
     key = (np.asarray(wn, np.float64).tobytes(), json.dumps(steps))
-    if len(wn) > MAX_OPERATOR or not (fast is True or key in _OPERATORS or len(X) >= len(wn)): return _run(steps, wn, X)
+    if not MIN_POINTS <= len(wn) <= MAX_OPERATOR or not (fast is True or key in _OPERATORS or len(X) >= len(wn)): return _run(steps, wn, X)
     if key not in _OPERATORS:
         if len(_OPERATORS) >= 16: _OPERATORS.clear()
         _OPERATORS[key] = Operator(steps, wn)

@@ -295,6 +295,7 @@ def finite_spans(X, # spectra, n spectra x points, NaN where not measured
 def row_stats(X, # spectra, n spectra x points, NaN where not measured
              ):
     "(finite points, first and one-past-last finite column, lowest and highest finite value) of every row: one pass each."
+    if not X.shape[1]: z = np.zeros(len(X), np.int64); return z, z, z.copy(), np.full(len(X), np.nan), np.full(len(X), np.nan)   # no axis at all
     fin = np.isfinite(X)
     n = fin.view(np.uint8).sum(1, dtype=np.int64)
     first, last = finite_spans(X, fin)
@@ -316,7 +317,8 @@ def input_flags(spectra, # spectra as read (`meta` may hold `units_published` an
     wn, X, meta = spectra.wavenumbers, spectra.X, spectra.meta
     n, first, last, vlo, vhi = row_stats(X)
     some = last > first
-    lo, hi = np.where(some, wn[first], np.nan), np.where(some, wn[np.maximum(last - 1, 0)], np.nan)
+    w = wn if len(wn) else np.full(1, np.nan)   # an empty axis: no range
+    lo, hi = np.where(some, w[first], np.nan), np.where(some, w[np.maximum(last - 1, 0)], np.nan)
     g0, g1 = (float(grid[0]), float(grid[-1])) if grid is not None else (-np.inf, np.inf)
     with np.errstate(invalid='ignore'):
         cover = np.clip((np.minimum(hi, g1) - np.maximum(lo, g0)) / (g1 - g0), 0, 1) if grid is not None else np.ones(len(X))
