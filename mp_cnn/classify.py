@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 
-from .spectra import Spectra, input_flags, MIN_POINTS
+from .spectra import Spectra, input_flags, row_stats, MIN_POINTS
 from .sources import SOURCES
 from .preprocess import Pipeline, STEPS
 from .openset import OpenSetRule
@@ -119,16 +119,18 @@ class Classifier:
                (f", open-set rule {self.rule.method} over {len(self.rule.library)} references" if self.rule else "")
 
 # %% ../nbs/06_classify.ipynb #60bd43c6
-def _to_absorbance(self:Classifier, spectra):
+def _to_absorbance(self:Classifier, spectra, extremes=None):
     "`spectra.X` (float32) in absorbance, from `units_published` (the checkpoint's own rule where absent): once per unit, not per row."
     wn, X = spectra.wavenumbers, spectra.X
     if self._units_step is None: return X
     default = self._units_step.get('units', 'auto')
     units = spectra.meta['units_published'].fillna(default).astype(str).to_numpy() if 'units_published' in spectra.meta else np.full(len(X), default)
     kinds = np.unique(units)
-    if len(kinds) == 1: return STEPS['absorbance'](wn, X, units=kinds[0])[1]   # one file, one unit: the usual case
+    if len(kinds) == 1: return STEPS['absorbance'](wn, X, units=kinds[0], extremes=extremes)[1]   # one file, one unit: the usual case
     out = np.empty_like(X)
-    for u in kinds: out[units == u] = STEPS['absorbance'](wn, X[units == u], units=u)[1]
+    for u in kinds:
+        m = units == u
+        out[m] = STEPS['absorbance'](wn, X[m], units=u, extremes=None if extremes is None else (extremes[0][m], extremes[1][m]))[1]
     return out
 
 @patch
@@ -138,11 +140,13 @@ def prepare(self:Classifier, spectra, # a `Spectra` or a `(wavenumbers, intensit
            ):
     "(model input for the rows that can be classified, float32 on the grid; flags of all rows)."
     sp = as_spectra(spectra, units)
-    flags = input_flags(sp, self.grid)
+    stats = row_stats(sp.X)   # one pass of row statistics serves the checks and the units
+    flags = input_flags(sp, self.grid, stats)
     ok = flags == ''
     if not ok.any(): return np.zeros((0, len(self.grid)), np.float32), flags
     sub = sp if ok.all() else sp[np.flatnonzero(ok)]
-    A = _to_absorbance(self, sub)
+    n, lo, hi = (v[ok] for v in (stats[0], stats[3], stats[4]))
+    A = _to_absorbance(self, sub, (lo, hi) if (n == sp.X.shape[1]).all() else None)   # no NaN or inf: the extremes are the units'
     bad = ~np.isfinite(A).any(1)    # e.g. %T declared on data that is not
     flags[np.flatnonzero(ok)[bad]] = 'no valid absorbance (wrong units?)'
     X = self.pipe.apply(sub.wavenumbers, A[~bad] if bad.any() else A, fast=fast)[1]

@@ -46,11 +46,12 @@ def _by_span(X, fn, min_len=1):
 def absorbance(wn, # ascending axis (cm-1)
                X, # spectra on `wn`, n spectra x points
                units='auto', # 'A', '%T', 'T', '%R', 'R', or 'auto' (guessed per row)
+               extremes=None, # for 'auto': (lowest, highest) value of every row, when the caller has them and every value is finite
               ):
     "Convert to absorbance with `to_absorbance` (chapter 0): `units` 'A', '%T', 'T', '%R', 'R', or 'auto' (per row, by `guess_units`)."
     dt = np.float32 if X.dtype == np.float32 else np.float64
     if units != 'auto': return wn, to_absorbance(X, units, dt)
-    u = guess_units(X)
+    u = guess_units(X, extremes)
     kinds, counts = np.unique(u, return_counts=True)
     major = counts.argmax()
     out = to_absorbance(X, kinds[major], dt)   # every row as the commonest unit, then the other units' rows redone

@@ -234,17 +234,20 @@ def _median_above(X, c, n):
     return yes, ~(yes | no)
 
 def guess_units(X, # intensities, n spectra x points, units unknown
+                extremes=None, # (lowest, highest) value of every row, when the caller has them and every value is finite (`row_stats`)
                ):
     "Per spectrum, 'A', '%T' or 'T' judged from the shape: transmittance has a high baseline and downward bands."
     X = np.atleast_2d(np.asarray(X))
     if X.dtype not in (np.float32, np.float64): X = X.astype(np.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', RuntimeWarning)
-        lo, hi = np.fmin.reduce(X, 1).astype(np.float64), np.fmax.reduce(X, 1).astype(np.float64)   # NaN ignored
+    if extremes is not None: lo, hi = (np.asarray(v, np.float64) for v in extremes)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', RuntimeWarning)
+            lo, hi = np.fmin.reduce(X, 1).astype(np.float64), np.fmax.reduce(X, 1).astype(np.float64)   # NaN ignored
     # The median decides three thresholds. Counting the points above each is exact and needs no sort (nanmedian
     # sorts row by row); only rows whose median lies within rounding of the dips threshold, or whose even count
     # splits exactly at a threshold, get their exact median.
-    n = X.shape[1] - _count(np.isnan(X))   # what nanmedian counts (inf included)
+    n = np.full(len(X), X.shape[1]) if extremes is not None else X.shape[1] - _count(np.isnan(X))   # what nanmedian counts (inf included)
     with np.errstate(invalid='ignore'):   # inf in a row: its thresholds are NaN and its median is taken exactly
         c, tol = (lo + 2 * hi) / 3, 1e-6 * (np.abs(lo) + np.abs(hi)) + 1e-12
         dips, u1 = _median_above(X, c + tol, n)
@@ -303,28 +306,34 @@ def finite_spans(X, # spectra, n spectra x points, NaN where not measured
 
 def row_stats(X, # spectra, n spectra x points, NaN where not measured
              ):
-    "(finite points, first and one-past-last finite column, lowest and highest finite value) of every row: one pass each."
-    if not X.shape[1]: z = np.zeros(len(X), np.int64); return z, z, z.copy(), np.full(len(X), np.nan), np.full(len(X), np.nan)   # no axis at all
-    fin = np.isfinite(X)
-    n = fin.view(np.uint8).sum(1, dtype=np.int64)
-    first, last = finite_spans(X, fin)
+    "(finite points, first and one-past-last finite column, lowest and highest finite value) of every row: three passes over `X`."
+    L = X.shape[1]
+    if not L: z = np.zeros(len(X), np.int64); return z, z, z.copy(), np.full(len(X), np.nan), np.full(len(X), np.nan)   # no axis at all
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)
         lo, hi = np.fmin.reduce(X, 1), np.fmax.reduce(X, 1)   # NaN ignored
-    inf = np.flatnonzero(~(np.isfinite(lo) & np.isfinite(hi)) & (n > 0))   # an infinite value: the extremes of the finite ones
-    if len(inf):
-        F, Xi = fin[inf], X[inf]
-        lo[inf], hi[inf] = np.where(F, Xi, np.inf).min(1), np.where(F, Xi, -np.inf).max(1)
+        whole = np.isfinite(X.sum(1))   # no NaN and no inf (or a sum too large): the usual row needs no pass of its own
+    n, first, last = np.full(len(X), L, np.int64), np.zeros(len(X), np.int64), np.full(len(X), L, np.int64)
+    part = np.flatnonzero(~whole)
+    if len(part):   # the other rows: counted and spanned
+        Xp = X[part]; fin = np.isfinite(Xp)
+        n[part] = fin.view(np.uint8).sum(1, dtype=np.int64)
+        first[part], last[part] = finite_spans(Xp, fin)
+        inf = ~(np.isfinite(lo[part]) & np.isfinite(hi[part])) & (n[part] > 0)   # an infinite value: the extremes of the finite ones
+        if inf.any():
+            F, Xi = fin[inf], Xp[inf]
+            lo[part[inf]], hi[part[inf]] = np.where(F, Xi, np.inf).min(1), np.where(F, Xi, -np.inf).max(1)
     return n, first, last, lo, hi
 
 _IR = ('', 'raman', 'ir', 'ftir', 'mid-ir')   # technique hints a reader may set; 'raman' gets its own flag
 
 def input_flags(spectra, # spectra as read (`meta` may hold `units_published` and `technique_hint`)
                 grid=None, # a model's wavenumber grid: flag spectra that cover too little of it (None: no grid check)
+                stats=None, # `row_stats(spectra.X)`, when the caller has it
                ):
     "Why each spectrum cannot be an IR absorbance spectrum (on `grid`): one string per row, empty when it can."
     wn, X, meta = spectra.wavenumbers, spectra.X, spectra.meta
-    n, first, last, vlo, vhi = row_stats(X)
+    n, first, last, vlo, vhi = row_stats(X) if stats is None else stats
     some = last > first
     w = wn if len(wn) else np.full(1, np.nan)   # an empty axis: no range
     lo, hi = np.where(some, w[first], np.nan), np.where(some, w[np.maximum(last - 1, 0)], np.nan)
