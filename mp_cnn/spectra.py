@@ -233,6 +233,14 @@ def _median_above(X, c, n):
     yes, no = above >= n // 2 + 1, above <= (n - 1) // 2   # both middle values above `c`, or neither
     return yes, ~(yes | no)
 
+def _rows_above(X, c, n, rows, fill=None):
+    "`_median_above` for the rows where `rows` is True; elsewhere `fill` (default False) and sure."
+    yes, unsure = (np.zeros(len(X), bool) if fill is None else fill.copy()), np.zeros(len(X), bool)
+    i = np.flatnonzero(rows)
+    if len(i) == len(X): return _median_above(X, c, n)
+    if len(i): yes[i], unsure[i] = _median_above(X[i], c[i], n[i])
+    return yes, unsure
+
 def guess_units(X, # intensities, n spectra x points, units unknown
                 extremes=None, # (lowest, highest) value of every row, when the caller has them and every value is finite (`row_stats`)
                ):
@@ -251,9 +259,11 @@ def guess_units(X, # intensities, n spectra x points, units unknown
     with np.errstate(invalid='ignore'):   # inf in a row: its thresholds are NaN and its median is taken exactly
         c, tol = (lo + 2 * hi) / 3, 1e-6 * (np.abs(lo) + np.abs(hi)) + 1e-12
         dips, u1 = _median_above(X, c + tol, n)
-        low_dips, u2 = _median_above(X, c - tol, n)
-        t20, u3 = _median_above(X, np.full(len(X), 20.), n) if ((hi > 20) & (hi < 150)).any() else (np.zeros(len(X), bool), np.zeros(len(X), bool))
-        t02, u4 = _median_above(X, np.full(len(X), 0.2), n) if ((hi > 0.2) & (hi < 1.6)).any() else (np.zeros(len(X), bool), np.zeros(len(X), bool))
+        # the other counts only where they can change the verdict: a median above c + tol is above c - tol too, and
+        # the 20 and 0.2 tests matter only for rows with dips whose highest value fits %T or T
+        low_dips, u2 = _rows_above(X, c - tol, n, ~dips, dips)
+        t20, u3 = _rows_above(X, np.full(len(X), 20.), n, dips & (hi > 20) & (hi < 150))
+        t02, u4 = _rows_above(X, np.full(len(X), 0.2), n, dips & (hi > 0.2) & (hi < 1.6))
     unsure = np.flatnonzero(u1 | u2 | u3 | u4 | (dips != low_dips) | ~np.isfinite(c + tol))
     if len(unsure):
         with warnings.catch_warnings():
