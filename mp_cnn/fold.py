@@ -58,19 +58,25 @@ def lenet_logits(net, # `fold_lenet`'s weights
         if i < len(net['fc']) - 1: np.maximum(h, 0, out=h)
     return h
 
+def _pool_matrix(L, m):
+    "AdaptiveAvgPool1d from `L` positions to `m` bins as an (m, L) matrix (float32): the same bins as `lenet_logits`."
+    s, e = (np.arange(m) * L) // m, -(-(np.arange(1, m + 1) * L) // m)
+    P = np.zeros((m, L), np.float32)
+    for i in range(m): P[i, s[i]:e[i]] = 1 / (e[i] - s[i])
+    return P
+
 def _torch_net(net):
-    "The folded weights as torch tensors, channels first (built once per `net`); the first layer as a 2-phase convolution."
+    "The folded weights as torch tensors for channels-last 2-d convolutions of height 1 (built once per `net`); the first layer as a 2-phase convolution."
     import torch
     if '_torch' not in net:
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
-        conv = [(t(W.T.reshape(W.shape[1], -1, k)), t(b)) for W, b, k in net['conv']]
-        P = net['first']; k = len(P) - 1
+        nhwc = lambda w: w[:, :, None, :].contiguous(memory_format=torch.channels_last)   # (out, in, 1, k)
+        (W2, b2, k2), P = net['conv'][1], net['first']; k = len(P) - 1
         Pk = np.zeros((P.shape[1], 2, (k + 2) // 2), np.float32)   # input x[2t + j] is phase j % 2 at offset j // 2
         for j in range(k + 1): Pk[:, j % 2, j // 2] = P[j]
-        c, m = len(net['conv'][-1][1]), net['pos']
-        W1, b1 = net['fc'][0]
-        fc = [(t(W1.reshape(m, c, -1).transpose(1, 0, 2).reshape(m * c, -1).T), t(b1))] + [(t(W.T), t(b)) for W, b in net['fc'][1:]]
-        net['_torch'] = conv, fc, t(Pk), torch.cat([conv[0][1], conv[0][1]])   # the first layer's bias, once per phase
+        b1 = t(net['conv'][0][1])
+        fc = [(t(W.T), t(b)) for W, b in net['fc']]   # the first one reads (position, channel), as channels last gives it
+        net['_torch'] = dict(first=nhwc(t(Pk)), b1=torch.cat([b1, b1]), second=nhwc(t(W2.T.reshape(len(b2), -1, k2))), b2=t(b2), fc=fc, pool={})
     return net['_torch']
 
 def lenet_logits_torch(net, # `fold_lenet`'s weights
@@ -78,16 +84,20 @@ def lenet_logits_torch(net, # `fold_lenet`'s weights
                       ):
     "`lenet_logits` with torch's kernels (the same folded weights): faster on large batches, once torch is imported."
     import torch, torch.nn.functional as F
-    conv, fc, Pk, b1 = _torch_net(net)
+    tn = _torch_net(net)
     with torch.inference_mode():
         x = torch.from_numpy(np.ascontiguousarray(X, np.float32))
-        n, L = x.shape; co = len(conv[0][1])
-        y = F.conv1d(x[:, :L // 2 * 2].reshape(n, L // 2, 2).transpose(1, 2), Pk, b1)   # even and odd inputs as two channels
-        y = y[..., :(L - conv[0][0].shape[2] + 1) // 2]                              # as many as max-pool gives
+        (n, L), co, k1 = x.shape, len(net['conv'][0][1]), net['conv'][0][2]
+        x = x[:, :L // 2 * 2].reshape(n, 1, L // 2, 2).permute(0, 3, 1, 2)     # even and odd inputs as two channels, channels last: no copy
+        y = F.conv2d(x, tn['first'], tn['b1'])[..., :(L - k1 + 1) // 2]       # as many as max-pool gives
         x = torch.maximum(y[:, :co], y[:, co:]).relu_()     # both phases share the bias: max(a + b, c + b) = max(a, c) + b
-        for W, b in conv[1:]: x = F.max_pool1d(F.conv1d(x, W, b), 2).relu_()   # in place: no pass over a new array
-        x = F.adaptive_avg_pool1d(x, net['pos']).flatten(1)
-        for i, (W, b) in enumerate(fc):
-            x = F.linear(x, W, b)
-            if i < len(fc) - 1: x = x.relu_()
-        return x.numpy()
+        z = F.conv2d(x.contiguous(memory_format=torch.channels_last), tn['second'], tn['b2']).permute(0, 2, 3, 1)[:, 0]   # (n, positions, channels)
+        p = z.shape[1] // 2
+        z = z[:, :2 * p].reshape(n, p, 2, -1)
+        h = torch.maximum(z[:, :, 0], z[:, :, 1]).relu_()   # max-pool 2, then ReLU in place
+        if p not in tn['pool']: tn['pool'][p] = torch.from_numpy(_pool_matrix(p, net['pos']))
+        h = torch.matmul(tn['pool'][p], h).reshape(n, -1)   # the adaptive average pool as one product, (position, channel) order
+        for i, (W, b) in enumerate(tn['fc']):
+            h = F.linear(h, W, b)
+            if i < len(tn['fc']) - 1: h = h.relu_()
+        return h.numpy()
