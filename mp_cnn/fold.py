@@ -10,7 +10,6 @@ __all__ = ['fold_lenet', 'lenet_logits', 'lenet_logits_torch']
 
 # %% ../nbs/03b_fold.ipynb #b895c46f
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 # %% ../nbs/03b_fold.ipynb #50f9a85c
 def _polyphase(W, k):
@@ -33,37 +32,52 @@ def fold_lenet(w, # `lenet_1d`'s tensors (safetensors names) as numpy arrays
     fc[0] = (fc[0][0].reshape(c2, pos, -1).transpose(1, 0, 2).reshape(c2 * pos, -1).copy(), fc[0][1])   # torch flattens (channel, position)
     return dict(conv=[(W1, b1, k1), (W2, b2, k2)], fc=fc, pos=pos, first=_polyphase(W1, k1))
 
-def _conv_pool_relu(A, W, b, k, P=None):
-    "Folded conv (valid, channels last) -> max-pool 2 -> bias -> ReLU, for `A` (n, length, channels in); `P` (`_polyphase`, one input channel): one product per pool pair."
-    n, L, c = A.shape
-    L1, co = L - k + 1, W.shape[1]
-    if P is not None: Y = (sliding_window_view(A[..., 0], k + 1, axis=1)[:, :L1 // 2 * 2:2].reshape(-1, k + 1) @ P).reshape(n, L1 // 2, 2 * co)
-    else: Y = (sliding_window_view(A, k, axis=1).reshape(n * L1, c * k) @ W).reshape(n, L1, co)[:, :L1 // 2 * 2].reshape(n, L1 // 2, 2 * co)
-    Y = np.maximum(Y[..., :co], Y[..., co:])
-    Y += b
-    return np.maximum(Y, 0, out=Y)
-
-def lenet_logits(net, # `fold_lenet`'s weights
-                 X, # model input (n, length), float32
-                ):
-    "Logits (n, classes) of the folded `lenet_1d` on `X`, numpy only."
-    A = np.asarray(X, np.float32)[:, :, None]
-    for i, (W, b, k) in enumerate(net['conv']): A = _conv_pool_relu(A, W, b, k, net.get('first') if i == 0 else None)
-    n, L, c = A.shape; m = net['pos']
-    s, e = (np.arange(m) * L) // m, -(-(np.arange(1, m + 1) * L) // m)         # AdaptiveAvgPool1d's bins
-    C = np.concatenate([np.zeros((n, 1, c), np.float32), A.cumsum(1)], 1)
-    h = ((C[:, e] - C[:, s]) / (e - s)[:, None].astype(np.float32)).reshape(n, -1)
-    for i, (W, b) in enumerate(net['fc']):
-        h = h @ W + b
-        if i < len(net['fc']) - 1: np.maximum(h, 0, out=h)
-    return h
-
 def _pool_matrix(L, m):
     "AdaptiveAvgPool1d from `L` positions to `m` bins as an (m, L) matrix (float32): the same bins as `lenet_logits`."
     s, e = (np.arange(m) * L) // m, -(-(np.arange(1, m + 1) * L) // m)
     P = np.zeros((m, L), np.float32)
     for i in range(m): P[i, s[i]:e[i]] = 1 / (e[i] - s[i])
     return P
+
+def _banded(W, ci, k, B):
+    """A valid convolution's weights `W` (ci * k x out, rows channel by tap) as one block-Toeplitz matrix for `B` consecutive
+    outputs read from one contiguous slice of a channels-last row; its columns hold the even outputs, then the odd ones."""
+    co, Wk, h = W.shape[1], W.reshape(ci, k, W.shape[1]), B // 2
+    T = np.zeros(((B + k - 1) * ci, B * co), np.float32)
+    for j in range(B):
+        col = (j // 2 + (j % 2) * h) * co
+        for t in range(k): T[(j + t) * ci:(j + t + 1) * ci, col:col + co] = Wk[:, t]
+    return T
+
+def _conv_pool_relu(A, W, b, k, T):
+    "Folded conv (valid, channels last) -> max-pool 2 -> bias -> ReLU, for `A` (n, length, channels in); `T` (`_banded`): two products per block, even and odd outputs apart."
+    (n, L, ci), co = A.shape, W.shape[1]
+    h, p = T.shape[1] // co // 2, (L - k + 1) // 2
+    A, E, O = A.reshape(n, -1), np.empty((n, p * co), np.float32), np.empty((n, p * co), np.float32)
+    for q in range(0, p, h):   # pooled outputs q .. q + m - 1 read inputs 2q .. 2q + 2m + k - 2
+        m, a = min(h, p - q), 2 * q * ci
+        w = (2 * m + k - 1) * ci
+        np.matmul(A[:, a:a + w], T[:w, :m * co], out=E[:, q * co:(q + m) * co])
+        np.matmul(A[:, a:a + w], T[:w, h * co:(h + m) * co], out=O[:, q * co:(q + m) * co])
+    np.maximum(E, O, out=E)
+    E = E.reshape(n, p, co); E += b
+    return np.maximum(E, 0, out=E)
+
+def lenet_logits(net, # `fold_lenet`'s weights
+                 X, # model input (n, length), float32
+                ):
+    "Logits (n, classes) of the folded `lenet_1d` on `X`, numpy only."
+    if '_banded' not in net: net['_banded'] = [_banded(W, len(W) // k, k, 32 if len(W) == k else 8) for W, b, k in net['conv']]   # built once per `net`
+    A = np.ascontiguousarray(X, np.float32)[:, :, None]
+    for (W, b, k), T in zip(net['conv'], net['_banded']): A = _conv_pool_relu(A, W, b, k, T)
+    n, L, c = A.shape
+    pool = net.setdefault('_pool', {})
+    if L not in pool: pool[L] = _pool_matrix(L, net['pos'])
+    h = np.matmul(pool[L], A).reshape(n, -1)    # AdaptiveAvgPool1d as one product per spectrum, (position, channel) order
+    for i, (W, b) in enumerate(net['fc']):
+        h = h @ W + b
+        if i < len(net['fc']) - 1: np.maximum(h, 0, out=h)
+    return h
 
 def _torch_net(net):
     "The folded weights as torch tensors for channels-last 2-d convolutions of height 1 (built once per `net`); the first layer as a 2-phase convolution."
