@@ -54,7 +54,7 @@ def absorbance(wn, # ascending axis (cm-1)
     u = guess_units(X, extremes)
     kinds, counts = np.unique(u, return_counts=True)
     major = counts.argmax()
-    out = to_absorbance(X, kinds[major], dt)   # every row as the commonest unit, then the other units' rows redone
+    out = to_absorbance(X, kinds[major], dt, extremes is not None and bool((extremes[0] > 0).all()))   # every row as the commonest unit, then the other units' rows redone
     if out is X and len(kinds) > 1: out = out.copy()
     for k in np.delete(kinds, major):
         rows = np.flatnonzero(u == k); out[rows] = to_absorbance(X[rows], k, dt)
@@ -375,6 +375,7 @@ def linear_apply(steps, # a run of linear steps (`linear_run`)
         _OPERATORS[key] = Operator(steps, wn)
     op = _OPERATORS[key]
     Y = op(X)
-    redo = np.flatnonzero(np.isnan(Y[:, ~op.nan]).any(1))   # NaN in the input: gaps and partial ranges take the steps
+    # NaN in the input: gaps and partial ranges take the steps (a row sum finds them without copying the columns out)
+    redo = np.flatnonzero(np.isnan(Y.sum(1)) if not op.nan.any() else np.isnan(Y[:, ~op.nan]).any(1))
     if len(redo): Y[redo] = _run(steps, wn, X[redo])[1]
     return op.wn, Y

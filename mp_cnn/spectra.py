@@ -206,6 +206,7 @@ def _log(A):
 def to_absorbance(X, # intensities, n spectra x points
                   units='A', # their units: 'A' (absorbance), '%T', 'T', '%R' or 'R'
                   dtype=np.float64, # dtype of the absorbance returned
+                  positive=False, # every value is known to be > 0 (the caller has the rows' extremes): no pass to look for others
                  ):
     "Convert intensities in `units` (absorbance 'A', transmittance '%T' or 'T', reflectance '%R' or 'R') to absorbance, log10(1/x), as `dtype`."
     X = np.asarray(X, dtype)
@@ -214,7 +215,7 @@ def to_absorbance(X, # intensities, n spectra x points
     A = np.divide(X, dtype(100)) if units.startswith('%') else X.copy()
     with np.errstate(divide='ignore', invalid='ignore'):
         _log(A); A *= dtype(-1 / np.log(10))   # in place: -ln(T) / ln 10 = -log10(T), one array instead of four
-    if X.size and not np.fmin.reduce(X, axis=None) > 0: A[~(X > 0)] = np.nan   # zero or negative: no absorbance (NaN stays NaN)
+    if X.size and not positive and not np.fmin.reduce(X, axis=None) > 0: A[~(X > 0)] = np.nan   # zero or negative: no absorbance (NaN stays NaN)
     return A
 
 def _below(t, dtype):
