@@ -106,11 +106,20 @@ def match(self:Library,
     grouped = (np.diff(self.codes) >= 0).all()   # references sorted by class (as `build_library` writes them): one reduction for all classes
     starts = np.searchsorted(self.codes, np.arange(len(self.classes)))
     for a in range(0, len(X), chunk):
-        S = unit_rows(X[a:a + chunk]) @ self.U.T
-        best[a:a + chunk] = S.argmax(1); r[a:a + chunk] = S[np.arange(len(S)), best[a:a + chunk]]
-        if grouped: per[a:a + chunk] = np.maximum.reduceat(S, starts, axis=1)
+        Q = np.asarray(X[a:a + chunk], np.float32)
+        if not np.isfinite(Q).all(): Q = np.nan_to_num(Q)
+        # the references are centred, so x . u = (x - mean x) . u: the raw product, then each row scaled by 1 / |x - mean x|
+        # (a positive factor per row, which moves no argmax and no maximum): no centred, scaled copy of the queries
+        m, s1 = Q.shape[1], Q.sum(1, dtype=np.float64)
+        ss = np.maximum(np.einsum('ij,ij->i', Q, Q, dtype=np.float64) - np.square(s1) / m, 0)   # |x - mean x|^2
+        if (np.square(s1) / m > 100 * ss).any():   # an offset far above the variation: centred first, for float32's sake
+            Q = Q - (s1 / m).astype(np.float32)[:, None]; ss = np.einsum('ij,ij->i', Q, Q, dtype=np.float64)
+        S = Q @ self.U.T
+        inv = np.where(ss > 0, 1 / np.sqrt(np.where(ss > 0, ss, 1)), 0).astype(np.float32)   # a constant row: r = 0
+        best[a:a + chunk] = S.argmax(1); r[a:a + chunk] = S[np.arange(len(S)), best[a:a + chunk]] * inv
+        if grouped: per[a:a + chunk] = np.maximum.reduceat(S, starts, axis=1) * inv[:, None]
         else:
-            for c in range(len(self.classes)): per[a:a + chunk, c] = S[:, self.codes == c].max(1)
+            for c in range(len(self.classes)): per[a:a + chunk, c] = S[:, self.codes == c].max(1) * inv
     return best, r, per
 
 @patch
