@@ -249,10 +249,11 @@ def open_set(self:Classifier, X, # model input of classifiable rows (`outputs`)
 
 def _joined(cls, order, m):
     "Per row, the first `m[i]` classes of `order[i]` joined by '|' (one string per distinct set, not per row)."
-    k = max(int(m.max(initial=0)), 1)
-    key = np.where(np.arange(k) < m[:, None], order[:, :k], -1)
-    uniq, inv = np.unique(key, axis=0, return_inverse=True)
-    return np.array(['|'.join(cls[u[u >= 0]]) for u in uniq], dtype=object)[inv.ravel()]
+    k, base = max(int(m.max(initial=0)), 1), len(cls) + 1
+    key = np.where(np.arange(k) < m[:, None], order[:, :k] + 1, 0)   # class + 1, then 0 past the set's end
+    if k * np.log2(base) < 62: key = key @ base ** np.arange(k, dtype=np.int64)   # each set as one integer: a 1-d unique
+    _, first, inv = np.unique(key, axis=0 if key.ndim == 2 else None, return_index=True, return_inverse=True)
+    return np.array(['|'.join(cls[order[i, :m[i]]]) for i in first], dtype=object)[inv.ravel()]
 
 @patch
 def _rows(self:Classifier, sp, alpha, top_k, units):
@@ -270,7 +271,7 @@ def _table(self:Classifier, sp, X, P_ok, flags, alpha, top_k):
     P0 = np.nan_to_num(P, nan=-1)
     order = np.argsort(-P0, 1)
     Ps = np.take_along_axis(P0, order, 1)
-    df = sp.meta[[c for c in ID_COLUMNS if c in sp.meta]].reset_index(drop=True)
+    df, out = sp.meta[[c for c in ID_COLUMNS if c in sp.meta]].reset_index(drop=True), {}   # the new columns, joined once at the end
     pmax = Ps[:, 0]
     cal = self.calibration
     if self.rule is not None:   # the checkpoint's open-set rule decides, with its evidence
@@ -282,23 +283,24 @@ def _table(self:Classifier, sp, X, P_ok, flags, alpha, top_k):
     if cal: m = (Ps >= 1 - conformal_quantile(cal['scores'], alpha)).sum(1)
     else: m = ((np.cumsum(np.maximum(Ps, 0), 1) - np.maximum(Ps, 0)) < 1 - alpha).sum(1)
     labelled = ok & ~unknown
-    df['label'] = pd.array(np.where(labelled, cls[order[:, 0]], None), dtype='string')
-    df['probability'] = np.where(labelled, pmax, np.nan)
+    out['label'] = pd.array(np.where(labelled, cls[order[:, 0]], None), dtype='string')
+    out['probability'] = np.where(labelled, pmax, np.nan)
     for j in range(k):
-        df[f'top{j + 1}'] = pd.array(np.where(ok, cls[order[:, j]], None), dtype='string')
-        df[f'p{j + 1}'] = np.where(ok, Ps[:, j], np.nan).round(4)
-    df['unknown'] = unknown
-    df['prediction_set'] = pd.array(np.where(ok, _joined(cls, order, m), None), dtype='string')
+        out[f'top{j + 1}'] = pd.array(np.where(ok, cls[order[:, j]], None), dtype='string')
+        out[f'p{j + 1}'] = np.where(ok, Ps[:, j], np.nan).round(4)
+    out['unknown'] = unknown
+    out['prediction_set'] = pd.array(np.where(ok, _joined(cls, order, m), None), dtype='string')
     flags = flags.copy()
     if self.rule is not None:
         flags[unknown] = np.array(why, dtype=object)[u]
         for c in EVIDENCE:
             v, num = ev[c].to_numpy(), ev[c].dtype.kind == 'f'
             col = np.full(n, np.nan if num else None, np.float64 if num else object); col[ok] = v.astype(np.float64).round(4) if num else v
-            df[c] = col if num else pd.array(col, dtype='string')
+            out[c] = col if num else pd.array(col, dtype='string')
     elif cal and unknown.any():
         flags[unknown] = [f'not confidently any known class (p={p:.2f} < {cal["threshold"]:.2f})' for p in pmax[unknown]]
-    df['flag'] = flags
+    out['flag'] = flags
+    df = pd.concat([df, pd.DataFrame(out)], axis=1) if len(df.columns) else pd.DataFrame(out)
     return df
 
 @patch

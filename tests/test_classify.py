@@ -259,3 +259,14 @@ def test_flag_example_is_the_shipped_rule():
     assert example == 'no PVC reference closer than r=0.71 (best 0.47)'
     assert example in ' '.join((root/'README.md').read_text().split())
     assert example.split(' than ')[1] in _prose('06_classify')
+
+
+def test_joined_prediction_sets():
+    "Prediction sets joined once per distinct set (integer keys up to 62 bits, rows beyond) equal the per-row join."
+    import numpy as np
+    from mp_cnn.classify import _joined
+    rng = np.random.default_rng(0)
+    for C in (13, 40):   # 40 classes: keys too wide for one integer, so the 2-d unique
+        cls = np.array([f'c{i}' for i in range(C)], dtype=object)
+        order, m = np.argsort(rng.random((2000, C)), 1), rng.integers(0, C + 1, 2000)
+        assert list(_joined(cls, order, m)) == ['|'.join(cls[o[:k]]) for o, k in zip(order, m)]
