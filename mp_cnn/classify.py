@@ -21,8 +21,8 @@ from .openset import OpenSetRule
 from .fold import fold_lenet, lenet_logits, lenet_logits_torch
 
 # %% auto #0
-__all__ = ['BLOCK', 'ID_COLUMNS', 'EVIDENCE', 'pretrained_dir', 'attribution', 'as_spectra', 'conformal_quantile', 'Classifier',
-           'calibrate', 'fit_default', 'open_set_report']
+__all__ = ['PREP_ROWS', 'BLOCK', 'ID_COLUMNS', 'EVIDENCE', 'pretrained_dir', 'attribution', 'as_spectra', 'conformal_quantile',
+           'Classifier', 'calibrate', 'fit_default', 'open_set_report']
 
 # %% ../nbs/06_classify.ipynb #1243b09f
 def pretrained_dir():
@@ -133,6 +133,7 @@ def _to_absorbance(self:Classifier, spectra, extremes=None):
         out[m] = STEPS['absorbance'](wn, X[m], units=u, extremes=None if extremes is None else (extremes[0][m], extremes[1][m]))[1]
     return out
 
+PREP_ROWS = 512   # rows preprocessed at once inside `prepare`
 @patch
 def prepare(self:Classifier, spectra, # a `Spectra` or a `(wavenumbers, intensities)` pair
             units=None, # units of all rows ('A', '%T', 'T', '%R', 'R'); default: `units_published`, else guessed per row
@@ -146,10 +147,15 @@ def prepare(self:Classifier, spectra, # a `Spectra` or a `(wavenumbers, intensit
     if not ok.any(): return np.zeros((0, len(self.grid)), np.float32), flags
     sub = sp if ok.all() else sp[np.flatnonzero(ok)]
     n, lo, hi = (v[ok] for v in (stats[0], stats[3], stats[4]))
-    A = _to_absorbance(self, sub, (lo, hi) if (n == sp.X.shape[1]).all() else None)   # no NaN or inf: the extremes are the units'
-    bad = ~np.isfinite(A).any(1)    # e.g. %T declared on data that is not
+    ext = (lo, hi) if (n == sp.X.shape[1]).all() else None   # no NaN or inf: the extremes are the units'
+    parts, bad = [], np.zeros(len(sub), bool)
+    if fast == 'auto' and len(sub) >= len(sub.wavenumbers): fast = True   # decided for all rows, not per part (`linear_apply`)
+    for a in range(0, len(sub), PREP_ROWS):   # a few hundred rows at a time: each intermediate array stays in cache
+        A = _to_absorbance(self, sub[a:a + PREP_ROWS] if len(sub) > PREP_ROWS else sub, ext and (ext[0][a:a + PREP_ROWS], ext[1][a:a + PREP_ROWS]))
+        b = bad[a:a + PREP_ROWS] = ~np.isfinite(A).any(1)    # e.g. %T declared on data that is not
+        parts.append(self.pipe.apply(sub.wavenumbers, A[~b] if b.any() else A, fast=fast)[1])
     flags[np.flatnonzero(ok)[bad]] = 'no valid absorbance (wrong units?)'
-    X = self.pipe.apply(sub.wavenumbers, A[~bad] if bad.any() else A, fast=fast)[1]
+    X = parts[0] if len(parts) == 1 else np.concatenate(parts)
     return np.ascontiguousarray(X, dtype=np.float32), flags
 
 # %% ../nbs/06_classify.ipynb #84131f07
