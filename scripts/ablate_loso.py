@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
 
 from mp_cnn.corpus import load_corpus
-from mp_cnn.preprocess import DEFAULT_STEPS
+from mp_cnn.preprocess import DEFAULT_STEPS, OPEN_SPECY_STEPS
 from mp_cnn.checkpoint import git_commit
 from mp_cnn.augment import split_groups, split_by_source, label_codes
 from mp_cnn.train import PROFILES
@@ -34,7 +34,9 @@ from mp_cnn.evaluate import (evaluate, search_classifier, cnn_classifier, hardwa
                              scores)
 
 UNNAMED = ('other_plastic', 'non_plastic')
+REFS = ('search_default', 'search_openspecy')   # library search: what every lever is measured against
 LEVERS = {'search_default': None,                     # library search, DEFAULT pipeline: the reference
+          'search_openspecy': 'openspecy',            # library search, Open Specy's pipeline: the other reference
           'base': {},                                 # the shipped recipe
           'min_signal': dict(min_signal=15.),         # training spectra with signal_score < 15 dropped (test folds untouched)
           'source_balanced': dict(source_balanced=True),   # each source weighted equally within a class when balancing
@@ -231,13 +233,14 @@ def run(a):
                 run_stack(a, sp, seed, todo, commit, cmd); continue
             if kw in ('stack_loso', 'stack_loso_medoid'):
                 run_stack_loso(a, sp, seed, todo, commit, cmd, kw); continue
-            clf = search_classifier(DEFAULT_STEPS) if kw is None else cnn_classifier('lenet_1d', a.profile, None, seed, device='cpu', **kw)
+            search = {None: DEFAULT_STEPS, 'openspecy': OPEN_SPECY_STEPS}
+            clf = search_classifier(search[kw]) if kw in search else cnn_classifier('lenet_1d', a.profile, None, seed, device='cpu', **kw)
             for row in evaluate(clf, sp, 'loso', lever, seed, sources=todo):
                 y, pred, classes = row.pop('_y'), row.pop('_pred'), row.pop('_classes'); row.pop('_model')
                 row['named_accuracy'], row['n_named'] = named_accuracy(y, pred, classes)
                 Path(a.runs).mkdir(parents=True, exist_ok=True)
                 np.savez(Path(a.runs, f"{lever}_s{seed}_{row['held_out']}.npz"), y=y, pred=pred, classes=np.array(classes))
-                row = dict(lever=lever, **{k: v for k, v in row.items() if k != 'model'}, profile=a.profile if kw is not None else '',
+                row = dict(lever=lever, **{k: v for k, v in row.items() if k != 'model'}, profile=a.profile if kw not in search else '',
                            hardware=hardware(), commit=commit, date=datetime.datetime.now().isoformat(timespec='seconds'), command=cmd)
                 append_row(out, row)
                 print(f"{lever:16s} seed {seed} {row['held_out']:22s} acc {row['accuracy']:.3f} named {row['named_accuracy']:.3f} "
@@ -247,7 +250,7 @@ def with_seed_file(df, seeds='results/seeds.csv'):
     """`df` plus the shipped recipe's seed rows from `seeds` (`base_seeds`: lenet_1d, gpu profile, this CPU) for the folds, and in
     the form, the rerun here lacks: all classes always, named polymers where the lab has no unnamed class (then both are equal)."""
     if not Path(seeds).exists(): return df
-    s = pd.read_csv(seeds); s = s[(s.protocol == 'loso') & s.seed.isin(df.seed[df.lever != 'search_default'])]   # the seeds the levers ran
+    s = pd.read_csv(seeds); s = s[(s.protocol == 'loso') & s.seed.isin(df.seed[~df.lever.isin(REFS)])]   # the seeds the levers ran
     n_named = df.groupby('held_out').apply(lambda g: (g.n_named == g.n_test).all(), include_groups=False)
     rows = s.assign(lever='base_seeds', named_accuracy=[a if n_named.get(h, False) else np.nan for a, h in zip(s.accuracy, s.held_out)])
     return pd.concat([df, rows[['lever', 'held_out', 'seed', 'accuracy', 'named_accuracy', 'n_test', 'commit']]], ignore_index=True)
@@ -274,7 +277,7 @@ def md(t):
 def prose(df, t):
     "What each lever gave, seed 0, on the labs it ran: against the shipped recipe (rerun here, else `base_seeds`) and search DEFAULT."
     out = []
-    for lever in [l for l in t.loc['all classes'].index if l not in ('base', 'base_seeds', 'search_default')]:
+    for lever in [l for l in t.loc['all classes'].index if l not in ('base', 'base_seeds', *REFS)]:
         labs = [h for h in LOSO_SOURCES if ((df.lever == lever) & (df.held_out == h) & (df.seed == 0)).any()]
         for form in ('all classes', 'named polymers'):
             tf = t.loc[form]
@@ -321,11 +324,13 @@ def stack_prose(ran, df):
             for form, col in (('all classes', 'accuracy'), ('named polymers', 'named_accuracy')):
                 m = df.groupby(['lever', 'held_out'])[col].mean()          # unrounded means over seeds
                 labs = [h for h in LOSO_SOURCES if (lever, h) in m.index]
-                d = {h: m[lever, h] - m['search_default', h] for h in labs}
-                short = ', '.join(f'{h} ({v:+.3f})' for h, v in d.items() if v < 0)
                 seeds = sorted(set(df.seed[df.lever == lever]))
-                out.append(f"- `{lever}` >= search DEFAULT_STEPS, {form} (mean over seeds {seeds}): {sum(v >= 0 for v in d.values())} of {len(labs)} labs"
-                           + (f"; short on {short}" if short else '') + '.')
+                for ref, name in (('search_default', 'DEFAULT_STEPS'), ('search_openspecy', 'OPEN_SPECY_STEPS')):
+                    if not all((ref, h) in m.index for h in labs): continue
+                    d = {h: m[lever, h] - m[ref, h] for h in labs}
+                    short = ', '.join(f'{h} ({v:+.3f})' for h, v in d.items() if v < 0)
+                    out.append(f"- `{lever}` >= search {name}, {form} (mean over seeds {seeds}): {sum(v >= 0 for v in d.values())} of {len(labs)} labs"
+                               + (f"; short on {short}" if short else '') + '.')
     return [*out, ''] if out else []
 
 def spread(ran, seeds='results/seeds.csv'):
@@ -334,7 +339,7 @@ def spread(ran, seeds='results/seeds.csv'):
     s = pd.read_csv(seeds); s = s[s.protocol == 'loso']
     sd = s.groupby('held_out').accuracy.std()
     base = s[s.seed == 0].set_index('held_out').accuracy.combine_first(ran[ran.lever == 'base'].set_index('held_out').accuracy)
-    lev = ran[~ran.lever.isin(['base', 'search_default']) & (ran.seed == 0)]
+    lev = ran[~ran.lever.isin(['base', *REFS]) & (ran.seed == 0)]
     if not len(lev): return ''
     d = (lev.accuracy.to_numpy() - base.reindex(lev.held_out).to_numpy())
     i = int(np.nanargmax(np.abs(d)))
@@ -381,10 +386,10 @@ def low_signal_predictions(df, runs, held_out, threshold, seed=0):
 def header(ran, df):
     "The section's first paragraph: commands, model, hardware, commits, and the rerun of the shipped recipe against `seeds.csv`."
     same = ran[ran.lever == 'base'].merge(df[df.lever == 'base_seeds'], on=['held_out', 'seed'], suffixes=('', '_s'))
-    cnn = ran[ran.lever != 'search_default']
+    cnn = ran[~ran.lever.isin(REFS)]
     return (f"`{ran.command.iloc[-1]}` and the other commands in "
             f"`loso_ablation.csv`; lenet_1d, `{cnn.profile.iloc[0] if len(cnn) else ''}` profile, {cnn.hardware.iloc[0] if len(cnn) else ''}, "
-            f"commits {', '.join(sorted(set(cnn.commit.str[:7])))}; library search DEFAULT on the same folds. Named polymers = test spectra "
+            f"commits {', '.join(sorted(set(cnn.commit.str[:7])))}; library search DEFAULT and Open Specy (`search_openspecy`) on the same folds. Named polymers = test spectra "
             "whose true class is neither other_plastic nor non_plastic. `base_seeds` = the shipped recipe's rows in `seeds.csv` (same code path, "
             "this CPU, commit " + ', '.join(sorted(set(df.commit[df.lever == 'base_seeds'].str[:7]))) + "); the rerun here (`base`) matches it on "
             + ', '.join(f"{r.held_out} seed {r.seed} ({r.accuracy:.4f} vs {r.accuracy_s:.4f})" for r in same.itertuples()) + '.')
