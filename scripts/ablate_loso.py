@@ -93,6 +93,18 @@ def fit_stacker(logp, z, y, n_classes, tied=False, wd=1e-3, steps=300):
     predict.weights = [round(float(x), 3) for x in W.detach()] if tied else None
     return predict
 
+def fit_ratio(logp, z, y, grid=None):
+    """The weight w in argmax(log p + w z) with the highest accuracy on (logp, z, y) (w from 0, the CNN alone, to inf, search alone;
+    the middle of ties); returns predict(logp, z) -> probabilities (softmax of the combination) with `predict.weights` = [1, w]."""
+    grid = np.r_[0, np.geomspace(0.01, 100, 81), np.inf] if grid is None else grid
+    comb = lambda l, z, w: z if np.isinf(w) else l + w * z
+    acc = np.array([(comb(logp, z, w).argmax(1) == y).mean() for w in grid])
+    best = np.flatnonzero(acc == acc.max()); w = grid[best[len(best) // 2]]
+    def predict(logp, z):
+        L = comb(logp, z, w); L = L - L.max(1, keepdims=True); E = np.exp(L); return E / E.sum(1, keepdims=True)
+    predict.weights = [1.0, float(w)]
+    return predict
+
 def stack_fold(train, test, classes, profile, seed, cal_size=0.2):
     "One LOSO fold of the `stack` lever: {row name: (pred, probabilities, info)} for `STACK_ROWS`, and info common to all."
     k, t0 = len(classes), time.time()
@@ -182,9 +194,10 @@ def stack_loso_fold(sp, held, classes, profile, seed, cache, medoids=False):
         R = medoid_top_r(q, lib, classes) if medoids else class_top_r(preprocessed(DEFAULT_STEPS, q), preprocessed(DEFAULT_STEPS, lib), label_codes(lib, classes), k)
         feats.append(stack_features(P, R)); ys.append(label_codes(q, classes))
     lc, zc, y_cal = np.concatenate([f[0] for f in feats]), np.concatenate([f[1] for f in feats]), np.concatenate(ys)
-    full, tied = fit_stacker(lc, zc, y_cal, k), fit_stacker(lc, zc, y_cal, k, tied=True)
+    full, tied, ratio = fit_stacker(lc, zc, y_cal, k), fit_stacker(lc, zc, y_cal, k, tied=True), fit_ratio(lc, zc, y_cal)
     cal_acc = dict(cal_acc_cnn=float((lc.argmax(1) == y_cal).mean()), cal_acc_search=float((zc.argmax(1) == y_cal).mean()),
-                   cal_acc_stack=float((full(lc, zc).argmax(1) == y_cal).mean()), cal_acc_stack_tied=float((tied(lc, zc).argmax(1) == y_cal).mean()))
+                   cal_acc_stack=float((full(lc, zc).argmax(1) == y_cal).mean()), cal_acc_stack_tied=float((tied(lc, zc).argmax(1) == y_cal).mean()),
+                   cal_acc_stack_ratio=float((ratio(lc, zc).argmax(1) == y_cal).mean()), stack_ratio_w=str(ratio.weights))
     P, sec = cached_net(sp, classes, {held}, profile, seed, cache); secs.append(sec)
     _, held_all = split_by_source(sp, held)
     (_, train, test), = protocol_splits(sp, 'loso', seed, sources=[held])
@@ -194,7 +207,7 @@ def stack_loso_fold(sp, held, classes, profile, seed, cache, medoids=False):
     info = dict(train_s=round(secs[-1], 1), epochs=PROFILES[profile]['epochs'], n_cal=len(y_cal), stack_tied_w=str(tied.weights), **cal_acc,
                 wall_s=round(sum(secs) + time.time() - t0, 1))                # training seconds of the fold's 5 nets (pair nets are shared) + stacking
     lev = 'stack_loso_medoid' if medoids else 'stack_loso'
-    out = {lev: full(l, z), f'{lev}_tied': tied(l, z)} if medoids else {lev: full(l, z), f'{lev}_tied': tied(l, z), f'{lev}_cnn': P}
+    out = {lev: full(l, z), f'{lev}_tied': tied(l, z), f'{lev}_ratio': ratio(l, z)} | ({} if medoids else {f'{lev}_cnn': P})
     return {n: (Q.argmax(1), Q) for n, Q in out.items()}, info, train, test
 
 def run_stack_loso(a, sp, seed, todo, commit, cmd, lever='stack_loso'):
@@ -304,7 +317,9 @@ STACK_TEXT = {
     'stack_loso_medoid': "`stack_loso_medoid`: `stack_loso` with each class's best r taken against a medoid library of the training spectra "
                          "(chapter 5a's `build_library`, the kind of library the shipped open-set rule carries: a few hundred references) "
                          "instead of every training spectrum, on the same cached nets; the classifier already computes these r for its "
-                         "evidence, so this combination would cost nothing at inference."}
+                         "evidence, so this combination would cost nothing at inference. `stack_loso_medoid_ratio` (where present): "
+                         "argmax(log p + w z) with the single weight w chosen for accuracy on the inner held-out sources (`fit_ratio`) "
+                         "instead of the tied stacker's log-loss."}
 
 def stack_prose(ran, df):
     "What the stack levers are, their calibration figures, their net against the shipped recipe, and on how many labs they reach search DEFAULT."
@@ -320,7 +335,7 @@ def stack_prose(ran, df):
                                                     on=['held_out', 'seed'], suffixes=('', '_b'))
         if len(same): out[-1] += (f" `{lev}_cnn` ({', '.join(sorted(set(same.hardware)))}) against the shipped recipe's own row: " +
                                   ', '.join(f"{r.held_out} seed {r.seed} {r.accuracy:.4f} vs {r.accuracy_b:.4f}" for r in same.itertuples()) + '.')
-        for lever in (lev, f'{lev}_tied'):
+        for lever in [l for l in (lev, f'{lev}_tied', f'{lev}_ratio') if (df.lever == l).any()]:
             for form, col in (('all classes', 'accuracy'), ('named polymers', 'named_accuracy')):
                 m = df.groupby(['lever', 'held_out'])[col].mean()          # unrounded means over seeds
                 labs = [h for h in LOSO_SOURCES if (lever, h) in m.index]

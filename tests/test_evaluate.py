@@ -477,3 +477,6 @@ def test_stack_stackers_follow_the_informative_feature():
         assert (f(logp, z).argmax(1) == y).mean() > 0.9 > (P.argmax(1) == y).mean()
     w = ab.fit_stacker(logp, z, y, k, tied=True).weights
     assert abs(w[0]) < w[1]
+    r = ab.fit_ratio(logp, z, y)                                     # the accuracy-fitted weight leans on it too
+    assert r.weights[1] > 1 and (r(logp, z).argmax(1) == y).mean() > 0.9 and np.allclose(r(logp, z).sum(1), 1)
+    assert ab.fit_ratio(z, logp, y).weights[1] < 1                   # and away from it when the blocks swap places
