@@ -21,7 +21,7 @@ Nothing fitted or chosen sees the held-out lab.
 
     MP_CNN_DATA=/work/shared/data OMP_NUM_THREADS=1 nice -n 19 python scripts/ablate_loso.py --levers stack --seeds 0
 """
-import argparse, datetime, fcntl, os, shlex, sys, time
+import argparse, datetime, fcntl, json, os, shlex, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
 
@@ -288,19 +288,20 @@ def md(t):
                       ['| ' + ' | '.join(cell(c, v) for c, v in zip(t.columns, r)) + ' |' for r in t.itertuples(index=False)])
 
 def prose(df, t):
-    "What each lever gave, seed 0, on the labs it ran: against the shipped recipe (rerun here, else `base_seeds`) and search DEFAULT."
+    "What each lever gave (mean over its seeds) on the labs its first seed ran: against the shipped recipe (rerun here, else `base_seeds`) and search DEFAULT."
     out = []
     for lever in [l for l in t.loc['all classes'].index if l not in ('base', 'base_seeds', *REFS)]:
-        labs = [h for h in LOSO_SOURCES if ((df.lever == lever) & (df.held_out == h) & (df.seed == 0)).any()]
+        s0 = df.seed[df.lever == lever].min()
+        labs = [h for h in LOSO_SOURCES if ((df.lever == lever) & (df.held_out == h) & (df.seed == s0)).any()]
         for form in ('all classes', 'named polymers'):
             tf = t.loc[form]
             base = lambda h: tf.loc['base', h] if 'base' in tf.index and pd.notna(tf.loc['base', h]) else tf.loc['base_seeds', h] if 'base_seeds' in tf.index else np.nan
             r, b, s = (np.array(v, float) for v in ([tf.loc[lever, h] for h in labs], [base(h) for h in labs], [tf.loc['search_default', h] for h in labs]))
             d = ', '.join(f"{h} {x:.3f} ({f'{x - y:+.3f}' if np.isfinite(y) else 'n/a'} vs base, {x - z:+.3f} vs search)" for h, x, y, z in zip(labs, r, b, s))
             mb = f"{b.mean():.3f}" if np.isfinite(b).all() else 'n/a (a lab lacks the shipped recipe in this form)'
-            drop = df[(df.lever == lever) & (df.seed == 0)].set_index('held_out').n_low_signal.reindex(labs)
+            drop = df[(df.lever == lever) & (df.seed == s0)].set_index('held_out').n_low_signal.reindex(labs)
             dropped = f" (training spectra dropped: {', '.join(f'{int(v)}' for v in drop)})" if form == 'all classes' and drop.fillna(0).gt(0).any() else ''
-            out.append(f"- `{lever}`, {form}{dropped}: mean over {', '.join(labs)} {r.mean():.3f}, shipped recipe {mb}, search DEFAULT {s.mean():.3f}; per lab {d}.")
+            out.append(f"- `{lever}` (mean over seeds {sorted(set(df.seed[df.lever == lever]))}), {form}{dropped}: mean over {', '.join(labs)} {r.mean():.3f}, shipped recipe {mb}, search DEFAULT {s.mean():.3f}; per lab {d}.")
     return '\n'.join(out)
 
 STACK_TEXT = {
@@ -331,6 +332,10 @@ def stack_prose(ran, df):
                         f"{lev}_tied {r.cal_acc_stack_tied:.3f}, tied weights [a, b] = {r.stack_tied_w})" for r in st[st.seed == 0].itertuples())
         out += ['', text + f" Accuracy on the {'calibration part (in-distribution)' if lev == 'stack' else 'inner held-out sources'}, seed 0 (the stackers' "
                        f"figures are on the data they were fitted to): {cal}."]
+        rr = st[st.stack_ratio_w.notna()] if 'stack_ratio_w' in st else st.iloc[:0]
+        if len(rr): out[-1] += (f" `{lev}_ratio`'s weight w of z and its accuracy on the inner held-out sources it was "
+                                "chosen on, beside the CNN's and search's alone on the same spectra: " + ', '.join(f"{r.held_out} seed {r.seed} w = {json.loads(r.stack_ratio_w)[1]:.3g} "
+                                f"({r.cal_acc_stack_ratio:.3f}; CNN {r.cal_acc_cnn:.3f}, search {r.cal_acc_search:.3f})" for r in rr.itertuples()) + '.')
         same = ran[ran.lever == f'{lev}_cnn'].merge(df[df.lever.isin(['base', 'base_seeds'])].drop_duplicates(['held_out', 'seed']),
                                                     on=['held_out', 'seed'], suffixes=('', '_b'))
         if len(same): out[-1] += (f" `{lev}_cnn` ({', '.join(sorted(set(same.hardware)))}) against the shipped recipe's own row: " +
