@@ -150,7 +150,7 @@ def prepare(self:Classifier, spectra, # a `Spectra` or a `(wavenumbers, intensit
     ext = (lo, hi) if (n == sp.X.shape[1]).all() else None   # no NaN or inf: the extremes are the units'
     parts, bad = [], np.zeros(len(sub), bool)
     if fast == 'auto' and len(sub) >= len(sub.wavenumbers): fast = True   # decided for all rows, not per part (`linear_apply`)
-    for a in range(0, len(sub), PREP_ROWS):   # a few hundred rows at a time: each intermediate array stays in cache
+    for a in range(0, len(sub), PREP_ROWS):   # a few hundred rows at a time: intermediate arrays of a few MB, not tens
         A = _to_absorbance(self, sub[a:a + PREP_ROWS] if len(sub) > PREP_ROWS else sub, ext and (ext[0][a:a + PREP_ROWS], ext[1][a:a + PREP_ROWS]))
         b = bad[a:a + PREP_ROWS] = ~np.isfinite(A).any(1)    # e.g. %T declared on data that is not
         parts.append(self.pipe.apply(sub.wavenumbers, A[~b] if b.any() else A, fast=fast)[1])

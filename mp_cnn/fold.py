@@ -33,7 +33,7 @@ def fold_lenet(w, # `lenet_1d`'s tensors (safetensors names) as numpy arrays
     return dict(conv=[(W1, b1, k1), (W2, b2, k2)], fc=fc, pos=pos, first=_polyphase(W1, k1))
 
 def _pool_matrix(L, m):
-    "AdaptiveAvgPool1d from `L` positions to `m` bins as an (m, L) matrix (float32): the same bins as `lenet_logits`."
+    "AdaptiveAvgPool1d from `L` positions to `m` bins as an (m, L) matrix (float32): bin i averages positions floor(iL/m) to ceil((i+1)L/m) - 1, as torch's does."
     s, e = (np.arange(m) * L) // m, -(-(np.arange(1, m + 1) * L) // m)
     P = np.zeros((m, L), np.float32)
     for i in range(m): P[i, s[i]:e[i]] = 1 / (e[i] - s[i])
@@ -67,7 +67,8 @@ def lenet_logits(net, # `fold_lenet`'s weights
                  X, # model input (n, length), float32
                 ):
     "Logits (n, classes) of the folded `lenet_1d` on `X`, numpy only."
-    if '_banded' not in net: net['_banded'] = [_banded(W, len(W) // k, k, 32 if len(W) == k else 8) for W, b, k in net['conv']]   # built once per `net`
+    if '_banded' not in net:   # built once per `net`; blocks of 32 outputs for one input channel, 8 for more (products of similar size)
+        net['_banded'] = [_banded(W, len(W) // k, k, 32 if len(W) == k else 8) for W, b, k in net['conv']]
     A = np.ascontiguousarray(X, np.float32)[:, :, None]
     for (W, b, k), T in zip(net['conv'], net['_banded']): A = _conv_pool_relu(A, W, b, k, T)
     n, L, c = A.shape
