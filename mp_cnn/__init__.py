@@ -21,6 +21,7 @@ Modules:
 - `mp_cnn.search`: Open Specy's way of identifying a spectrum, the method every model here is measured against: preprocess, correlate with every reference, take the best hit. It also chose the pipeline: with nothing fitted, it measures how alike a pipeline makes the labs' spectra.
 - `mp_cnn.sources`: One reader per public spectra source, the registry of sources with citation and licence, the label vocabulary (raw label -> Open Specy material -> class), and `load_source`. Every source reads into the same `Spectra` with the same metadata columns, so the corpus (chapter 0e) can pool them.
 - `mp_cnn.spectra`: The `Spectra` container (an ascending wavenumber axis, a float32 matrix with NaN where nothing was measured, one metadata row per spectrum), resampling onto a grid, units, and plotting. Also the checks every spectrum passes before a pipeline or a model sees it (`input_flags`, `check_spectra`) and the corpus grid `DEFAULT_GRID`.
+- `mp_cnn.stack`: The network's log-probabilities plus w times the Fisher z of each class's best library correlation, one weight chosen by leaving labs out: the answer of a CNN that is at least as good as library search on labs it never saw.
 - `mp_cnn.train`: One plain-PyTorch trainer for all eight CNNs, on a laptop CPU, an Apple GPU or several CUDA GPUs, that leaves behind a checkpoint (chapter 3a) which needs nothing pickled to load. Also the hardware profiles, the shared metrics and the training throughput; chapter 4a trains the models on the corpus with it."""
 
 __version__ = "0.0.1"

@@ -18,11 +18,12 @@ from .spectra import Spectra, input_flags, row_stats, MIN_POINTS
 from .sources import SOURCES
 from .preprocess import Pipeline, STEPS
 from .openset import OpenSetRule
+from .stack import stacked
 from .fold import fold_lenet, lenet_logits, lenet_logits_torch
 
 # %% auto #0
 __all__ = ['PREP_ROWS', 'BLOCK', 'ID_COLUMNS', 'EVIDENCE', 'pretrained_dir', 'attribution', 'as_spectra', 'conformal_quantile',
-           'Classifier', 'calibrate', 'fit_default', 'open_set_report']
+           'Classifier', 'calibrate', 'fit_default', 'fit_answer', 'open_set_report']
 
 # %% ../nbs/06_classify.ipynb #1243b09f
 def pretrained_dir():
@@ -74,12 +75,17 @@ class Classifier:
                  calibration=None, # `calibrate`'s dict
                  weights=None, # the checkpoint's tensors as numpy arrays (default: `model`'s)
                  rule:OpenSetRule=None, # chapter 5a's open-set rule and reference library fitted for this model
+                 stack=None, # chapter 5b's stacking, a dict with the search weight `w` and temperature `T` (needs `rule`'s library)
                 ):
         self._model, self.config, self.calibration = model.eval() if model is not None else None, config, calibration
         self.classes, self.grid = list(config['classes']), _grid(config)
         if rule is not None and (rule.classes != self.classes or len(rule.library.grid) != len(self.grid) or not np.allclose(rule.library.grid, self.grid)):
             raise ValueError(f"the open-set rule was fitted for other classes or another grid than the model's: rebuild it with `fit_open_set`")
-        self.rule = rule
+        if stack is not None and rule is None: raise ValueError("stacking library search into the answer needs the open-set rule's library")
+        if 'answer' in (calibration or {}) and calibration['answer'] != ('stacked' if stack else 'network'):
+            raise ValueError(f"calibration.json was fitted on the {calibration['answer']} answer, but this checkpoint {'stacks' if stack else 'does not stack'} "
+                             "library search (stack.json): refit it with `fit_answer`")
+        self.rule, self.stack = rule, stack
         steps = list(config['preprocess'])
         self._units_step = steps[0] if steps and steps[0]['step'] == 'absorbance' else None
         self.pipe = Pipeline(steps[1:] if self._units_step else steps, check=False)
@@ -110,13 +116,15 @@ class Classifier:
         config = json.loads((path/'config.json').read_text())
         cal = path/'calibration.json'
         rule = OpenSetRule.load(path) if (path/'openset.json').exists() else None
-        return cls(None, config, json.loads(cal.read_text()) if cal.exists() else None, load_file(str(path/'model.safetensors')), rule)
+        stack = json.loads((path/'stack.json').read_text()) if (path/'stack.json').exists() else None
+        return cls(None, config, json.loads(cal.read_text()) if cal.exists() else None, load_file(str(path/'model.safetensors')), rule, stack)
 
     def __repr__(self):
         m = self.config['model']
         return f"Classifier: {m['name']} (width {m.get('width')}), {len(self.classes)} classes, grid {self.grid[0]:g}-{self.grid[-1]:g} cm-1" + \
                (", calibrated" if self.calibration else ", not calibrated") + \
-               (f", open-set rule {self.rule.method} over {len(self.rule.library)} references" if self.rule else "")
+               (f", open-set rule {self.rule.method} over {len(self.rule.library)} references" if self.rule else "") + \
+               (f", library search stacked in (w={self.stack['w']:.3g})" if self.stack else "")
 
 # %% ../nbs/06_classify.ipynb #60bd43c6
 def _to_absorbance(self:Classifier, spectra, extremes=None):
@@ -188,7 +196,7 @@ def _workers():
 
 @patch
 def _blocks(self:Classifier, sp, units=None, workers=None, finish=None):
-    "Per block of rows of `sp`, in worker threads: `finish(block, X, P, flags)` of its model input, probabilities and flags (default: that tuple)."
+    "Per block of rows of `sp`, in worker threads: `finish(block, X, P, flags, match)` of its model input, probabilities, flags and library match (default: the first three)."
     from concurrent.futures import ThreadPoolExecutor
     from threadpoolctl import threadpool_limits
     engine, nw = self._engine(), max(1, workers or _workers())
@@ -199,8 +207,10 @@ def _blocks(self:Classifier, sp, units=None, workers=None, finish=None):
     def block(a):
         sub = sp[a:a + size] if len(starts) > 1 else sp
         X, f = self.prepare(sub, units, fast)
-        P = self.probabilities(X, engine=engine)
-        return finish(sub, X, P, f) if finish else (X, P, f)
+        P, M = self.probabilities(X, engine=engine), None
+        if self.stack is not None and len(X):   # chapter 5b: the library's best r per class joins the answer (and is the evidence later)
+            M = self.rule.library.match(X); P = stacked(P, M[2], self.stack['w'], self.stack['T'])
+        return finish(sub, X, P, f, M) if finish else (X, P, f)
     if engine == 'torch':
         import torch
         threads = torch.get_num_threads(); torch.set_num_threads(1)   # one per worker, like BLAS
@@ -217,7 +227,7 @@ def outputs(self:Classifier, spectra, # a `Spectra` or a `(wavenumbers, intensit
             units=None, # units of all rows (see `prepare`)
             workers=None, # threads (default: the processors this process may use)
            ):
-    "(model input X of the rows that can be classified, their probabilities P, flags of all rows): raw spectra to probabilities."
+    "(model input X of the rows that can be classified, their probabilities P (stacked with library search where the checkpoint says so), flags of all rows)."
     parts = self._blocks(as_spectra(spectra), units, workers)
     return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))
 
@@ -228,12 +238,11 @@ def calibrate(clf, # the `Classifier` to calibrate
               quantile=0.05, # quantile of the top probability of correct predictions used as rejection threshold
              ):
     "Calibration dict (rejection threshold, conformal scores, accuracy) of `clf` on labelled `spectra` of its classes."
-    X, flags = clf.prepare(spectra)
+    X, P, flags = clf.outputs(spectra)   # the answer's probabilities: the network's, or stacked with library search (chapter 5b)
     y = pd.Categorical(spectra.labels[flags == ''], categories=clf.classes).codes
     if (y < 0).any(): raise ValueError("calibration spectra must all belong to the model's classes")
-    P = clf.probabilities(X)
     correct = P.argmax(1) == y
-    return dict(score='max_softmax', threshold=float(np.quantile(P.max(1)[correct], quantile)), threshold_quantile=quantile,
+    return dict(answer='stacked' if clf.stack else 'network', score='max_softmax', threshold=float(np.quantile(P.max(1)[correct], quantile)), threshold_quantile=quantile,
                 conformal='LAC', scores=np.round(1 - P[np.arange(len(y)), y], 6).tolist(), n=int(len(y)),
                 accuracy=float(correct.mean()))
 
@@ -244,14 +253,16 @@ _NO_FEATURES = {'softmax', 'hqi_pred', 'hqi_class', 'hqi_best'}   # rule scores 
 
 @patch
 def open_set(self:Classifier, X, # model input of classifiable rows (`outputs`)
-             P, # their probabilities
+             P, # their probabilities (`outputs`)
+             match=None, # `self.rule.library.match(X)` when already made (a stacked answer needs it first)
             ):
     "(unknown, reasons, evidence) from the checkpoint's open-set rule; torch is needed only for a rule on the network's features."
-    if set(self.rule.thr) <= _NO_FEATURES: L, F = np.log(np.maximum(P, 1e-30)), None   # log P: the logits' argmax and softmax
-    else:
+    L, F = np.log(np.maximum(P, 1e-30)), None   # log P: the answer's argmax and softmax
+    if not set(self.rule.thr) <= _NO_FEATURES:
         from mp_cnn.openset import logits_features   # Mahalanobis, kNN, energy, OpenMax: the torch model's logits and features
-        L, F = logits_features(self.model, X)
-    return self.rule(X, L, F)
+        Ln, F = logits_features(self.model, X)
+        if self.stack is None: L = Ln
+    return self.rule(X, L, F, match)
 
 def _joined(cls, order, m):
     "Per row, the first `m[i]` classes of `order[i]` joined by '|' (one string per distinct set, not per row)."
@@ -264,11 +275,11 @@ def _joined(cls, order, m):
 @patch
 def _rows(self:Classifier, sp, alpha, top_k, units):
     "The result DataFrame of one chunk: each block's table built in the workers (`_table`)."
-    return pd.concat(self._blocks(sp, units, finish=lambda b, X, P, f: self._table(b, X, P, f, alpha, top_k)), ignore_index=True)
+    return pd.concat(self._blocks(sp, units, finish=lambda b, X, P, f, M: self._table(b, X, P, f, alpha, top_k, M)), ignore_index=True)
 
 @patch
-def _table(self:Classifier, sp, X, P_ok, flags, alpha, top_k):
-    "The result DataFrame of the rows `sp`, given their model input `X`, probabilities `P_ok` (classifiable rows) and `flags`."
+def _table(self:Classifier, sp, X, P_ok, flags, alpha, top_k, match=None):
+    "The result DataFrame of the rows `sp`, given their model input `X`, probabilities `P_ok` (classifiable rows), `flags` and library `match` if made."
     n, k = len(sp), min(top_k, len(self.classes))
     P = np.full((n, len(self.classes)), np.nan, np.float32)
     ok = flags == ''
@@ -281,7 +292,7 @@ def _table(self:Classifier, sp, X, P_ok, flags, alpha, top_k):
     pmax = Ps[:, 0]
     cal = self.calibration
     if self.rule is not None:   # the checkpoint's open-set rule decides, with its evidence
-        u, why, ev = self.open_set(X, P_ok)
+        u, why, ev = self.open_set(X, P_ok, match)
         unknown = np.zeros(n, bool); unknown[ok] = u
     else: unknown = ((pmax < cal['threshold']) if cal else np.zeros(n, bool)) & ok
     # the prediction set: classes above 1 - q (calibrated), else the most probable until they add up to 1 - alpha;
@@ -355,26 +366,47 @@ def fit_default(out, # the checkpoint folder to write
                 model='lenet_1d', # architecture, one of `models.MODEL_NAMES`
                 verbose=1, # 0 quiet, 1 a line per epoch, 2 a live progress bar too
                 open_set=True, # also fit chapter 5a's open-set rule and reference library (`fit_open_set`) on the same split
+                stack=None, # chapter 5b's stacking (a dict with `w` and `T`, from scripts/fit_stack.py); needs `open_set`
                ):
     "Train `model` on `spectra` minus calibration groups, calibrate, fit the open-set rule, and write it all to `out`; the `Classifier`."
     from mp_cnn.recipe import fit_corpus
     from mp_cnn.augment import split_groups
     from mp_cnn.corpus import load_corpus
-    from mp_cnn.openset import fit_open_set
     out = Path(out)
-    for f in ('library.safetensors', 'library.json', 'openset.safetensors', 'openset.json'): (out/f).unlink(missing_ok=True)   # a stale rule
     sp = load_corpus() if spectra is None else spectra
     fit, cal = split_groups(sp, calib_size, seed)
     fit_corpus(model, profile, out, epochs, seed, spectra=fit, verbose=verbose)
-    clf = Classifier.load(out)
-    c = calibrate(clf, cal)
-    c.update(seed=seed, calib_size=calib_size, n_calib_groups=int(cal.meta['group'].nunique()),
-             calibration_samples=sorted(_sample_keys(cal)))   # the split itself: it needs no corpus rebuilt bit for bit
-    (out/'calibration.json').write_text(json.dumps(c))
     config = json.loads((out/'config.json').read_text())
     config['attribution'] = attribution(sp.meta['dataset'].unique())
     (out/'config.json').write_text(json.dumps(config, indent=1))
-    if open_set: fit_open_set(clf.model, clf.classes, fit, cal, out, pipeline=config['preprocess'])   # library from `fit`, thresholds from `cal`
+    (out/'calibration.json').write_text(json.dumps(dict(seed=seed, calib_size=calib_size, n_calib_groups=int(cal.meta['group'].nunique()),
+                                                        calibration_samples=sorted(_sample_keys(cal)))))   # the split itself: no corpus rebuilt bit for bit
+    return fit_answer(out, sp, stack, open_set)
+
+def fit_answer(out, # a checkpoint folder whose calibration.json records its calibration split (`fit_default` writes it)
+               spectra=None, # the labelled spectra it was fitted on (default: the corpus)
+               stack=None, # chapter 5b's stacking, a dict with `w` and `T`; None: the network answers alone
+               open_set=True, # fit chapter 5a's open-set rule and library (`fit_open_set`); stacking needs them
+              ):
+    "(Re)fit what answers on top of the network in `out`: the open-set rule and stacking, then the calibration, all on its own split; the `Classifier`."
+    from mp_cnn.corpus import load_corpus
+    from mp_cnn.openset import fit_open_set
+    out = Path(out)
+    if stack is not None and not open_set: raise ValueError("stacking library search into the answer needs the open-set rule's library")
+    for f in ('library.safetensors', 'library.json', 'openset.safetensors', 'openset.json', 'stack.json'): (out/f).unlink(missing_ok=True)   # stale
+    sp = load_corpus() if spectra is None else spectra
+    if not (out/'calibration.json').exists(): raise FileNotFoundError(f"{out} has no calibration.json: it records the split (`fit_default` writes it)")
+    split = {k: v for k, v in json.loads((out/'calibration.json').read_text()).items() if k in ('seed', 'calib_size', 'n_calib_groups', 'calibration_samples')}
+    (out/'calibration.json').write_text(json.dumps(split))   # the split alone until the answer is calibrated
+    clf = Classifier.load(out)
+    fit, cal = clf.calibration_split(sp)
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1):   # one thread: the library's k-means ties and the sums fall the same way whatever the machine's threads
+        if open_set:   # library from `fit`, thresholds from `cal`, on the answer's predicted class
+            combine = None if stack is None else (lambda P, R: stacked(P, R, stack['w'], stack['T']))
+            fit_open_set(clf.model, clf.classes, fit, cal, out, pipeline=clf.config['preprocess'], combine=combine)
+        if stack is not None: (out/'stack.json').write_text(json.dumps(stack, indent=1))
+        (out/'calibration.json').write_text(json.dumps(calibrate(Classifier.load(out), cal) | split))
     return Classifier.load(out)
 
 # %% ../nbs/06_classify.ipynb #3b27ae66

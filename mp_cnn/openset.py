@@ -198,11 +198,12 @@ def open_set_scores(stats, # from `fit_feature_stats`
                     feats, # their penultimate features (n, d)
                     only=SCORES, # the scores to compute (the library match is always made: it is the evidence)
                     k=5, # neighbour rank used by the kNN score
+                    match=None, # `lib.match(X)` when the caller has it already (the classifier's stacked answer needs it first)
                    ):
     "DataFrame of the scores in `only` (higher = more like the training classes) with `pred` and the best reference's index."
     pred, need = logits.argmax(1), set(only)
     if need & {'softmax', 'energy'}: from scipy.special import logsumexp, softmax   # only where needed: the classifier starts fast
-    best, r, per = lib.match(X)
+    best, r, per = lib.match(X) if match is None else match
     out = dict(pred=pred, softmax=softmax(logits, 1).max(1) if 'softmax' in need else None, energy=logsumexp(logits, 1) if 'energy' in need else None)
     if 'mahalanobis' in need:
         D = feats[:, None] - stats['mu'][None]
@@ -305,12 +306,17 @@ class OpenSetRule:
             classes, # the network's class names
             method=DEFAULT_RULE, # score names joined by '+' (default: `DEFAULT_RULE`)
             acceptance=0.95, # fraction of calibration spectra the rule must accept
+            combine=None, # (P, R) -> probabilities, when the classifier's answer is not the network's alone (chapter 5b's `stacked`)
            ):
         "A rule whose feature statistics come from `X_fit` and thresholds from `X_cal` (accepting `acceptance` of them)."
         stats = fit_feature_stats(*logits_features(model, X_fit), np.asarray(y_fit))
         Lc, Fc = logits_features(model, X_cal)
-        stats['hqi_q'] = class_quantiles(open_set_scores(stats, library, X_cal, Lc, Fc), len(classes))
-        S = open_set_scores(stats, library, X_cal, Lc, Fc)
+        M = library.match(X_cal)
+        if combine is not None:   # the answer's class, as the classifier gives it
+            from scipy.special import softmax
+            Lc = np.log(np.maximum(combine(softmax(Lc, 1), M[2]), 1e-30))
+        stats['hqi_q'] = class_quantiles(open_set_scores(stats, library, X_cal, Lc, Fc, match=M), len(classes))
+        S = open_set_scores(stats, library, X_cal, Lc, Fc, match=M)
         thr = thresholds(S, method, acceptance)
         return cls(method, thr, stats, library, classes, dict(acceptance=acceptance, n_fit=len(X_fit), n_cal=len(X_cal),
                    cal_accepted=float((S[list(thr)] >= pd.Series(thr)).all(axis=1).mean()), created=time.strftime('%Y-%m-%dT%H:%M:%S')))
@@ -322,9 +328,10 @@ class OpenSetRule:
 def __call__(self:OpenSetRule, X, # (n, grid) model input
              logits, # the network's logits on `X` (`logits_features`)
              features, # its penultimate features on `X` (`logits_features`)
+             match=None, # `self.library.match(X)`, when the caller has it
             ):
     "(unknown: bool array, reasons: list of str ('' when known), evidence: DataFrame with the best reference, r, and the scores)."
-    S = open_set_scores(self.stats, self.library, X, logits, features, only=list(self.thr))
+    S = open_set_scores(self.stats, self.library, X, logits, features, only=list(self.thr), match=match)
     bad = {n: S[n].to_numpy() < t for n, t in self.thr.items()}
     unknown = np.any(list(bad.values()), 0) if len(X) else np.zeros(0, bool)
     pred = np.array(self.classes, dtype=object)[S.pred.to_numpy()] if len(X) else np.array([], object)
@@ -364,6 +371,7 @@ def fit_open_set(model, # the trained network
                  acceptance=0.95, # fraction of calibration spectra the rule must accept
                  per=8, # one library reference per `per` spectra of a (class, dataset)...
                  max_k=40, # ...and at most `max_k` of them
+                 combine=None, # (P, R) -> probabilities: the classifier's answer, where not the network's alone (`OpenSetRule.fit`)
                 ):
     "An `OpenSetRule` for `model`: library and feature statistics from `fit`, thresholds from `cal`; saved to `out` if given."
     from mp_cnn.preprocess import Pipeline, DEFAULT_STEPS
@@ -371,7 +379,7 @@ def fit_open_set(model, # the trained network
     Xf, Xc = [np.asarray(pipe(s).X, np.float32) for s in (fit, cal)]
     lib = build_library(fit, Xf, per, max_k)
     if list(lib.classes) != list(classes): raise ValueError(f"fit spectra hold classes {lib.classes}, the model {list(classes)}")
-    rule = OpenSetRule.fit(model, lib, Xf, pd.Categorical(fit.labels.astype(str), categories=classes).codes, Xc, classes, method, acceptance)
+    rule = OpenSetRule.fit(model, lib, Xf, pd.Categorical(fit.labels.astype(str), categories=classes).codes, Xc, classes, method, acceptance, combine)
     if out is not None: rule.save(out)
     return rule
 

@@ -30,6 +30,7 @@ from mp_cnn.preprocess import DEFAULT_STEPS, OPEN_SPECY_STEPS
 from mp_cnn.checkpoint import git_commit
 from mp_cnn.augment import split_groups, split_by_source, label_codes
 from mp_cnn.train import PROFILES
+from mp_cnn.stack import stack_features, stack_logits, fit_weight
 from mp_cnn.evaluate import (evaluate, search_classifier, cnn_classifier, hardware, LOSO_SOURCES, preprocessed, protocol_splits,
                              scores)
 
@@ -65,10 +66,6 @@ def class_top_r(Q, # preprocessed queries, n x points (finite)
         for c in np.unique(codes): out[a:a + chunk, c] = r[:, codes == c].max(1)
     return out
 
-def stack_features(P, R):
-    "CNN log-probabilities and Fisher-z top correlations, each (n, k)."
-    return np.log(np.clip(P, 1e-7, 1)), np.arctanh(np.clip(R, -0.999, 0.9999))
-
 def fit_stacker(logp, z, y, n_classes, tied=False, wd=1e-3, steps=300):
     """A stacker fitted by LBFGS on class-balanced cross-entropy; returns predict(logp, z) -> probabilities. `tied`: logit_c = a logp_c + b z_c;
     else a multinomial logistic regression on the standardised 2k features with L2 penalty `wd`."""
@@ -94,15 +91,12 @@ def fit_stacker(logp, z, y, n_classes, tied=False, wd=1e-3, steps=300):
     return predict
 
 def fit_ratio(logp, z, y, grid=None):
-    """The weight w in argmax(log p + w z) with the highest accuracy on (logp, z, y) (w from 0, the CNN alone, to inf, search alone;
-    the middle of ties); returns predict(logp, z) -> probabilities (softmax of the combination) with `predict.weights` = [1, w]."""
-    grid = np.r_[0, np.geomspace(0.01, 100, 81), np.inf] if grid is None else grid
-    comb = lambda l, z, w: z if np.isinf(w) else l + w * z
-    acc = np.array([(comb(logp, z, w).argmax(1) == y).mean() for w in grid])
-    best = np.flatnonzero(acc == acc.max()); w = grid[best[len(best) // 2]]
+    """The weight w in argmax(log p + w z) with the highest accuracy on (logp, z, y) (chapter 5b's `fit_weight`: w from 0, the CNN alone,
+    to inf, search alone; the middle of ties); returns predict(logp, z) -> probabilities (softmax of the combination) with `predict.weights` = [1, w]."""
+    w = fit_weight(logp, z, y, grid)
     def predict(logp, z):
-        L = comb(logp, z, w); L = L - L.max(1, keepdims=True); E = np.exp(L); return E / E.sum(1, keepdims=True)
-    predict.weights = [1.0, float(w)]
+        L = stack_logits(logp, z, w); L = L - L.max(1, keepdims=True); E = np.exp(L); return E / E.sum(1, keepdims=True)
+    predict.weights = [1.0, w]
     return predict
 
 def stack_fold(train, test, classes, profile, seed, cal_size=0.2):

@@ -2,9 +2,10 @@
 
 Writes results/speed_end_to_end.csv (one row per measurement, each with hardware, commit, seed and the machine's load):
 - `grid`: raw spectra on a 1, 2, 4 or 8 cm-1 axis (450-4000 cm-1), absorbance and %T, units guessed per spectrum;
-  the shipped classifier end to end (`Classifier.predict`: checks, units, preprocessing, network, open-set rule with its
-  evidence columns, result table), the same without its rule (`cnn_no_evidence_per_s`, `x_search_no_evidence`,
-  `evidence_us` = the rule's cost per spectrum) and
+  the shipped classifier end to end (`Classifier.predict`: checks, units, preprocessing, network, library search stacked
+  into the answer where the checkpoint stacks it (chapter 5b), open-set rule with its evidence columns, result table), the
+  network alone without rule or stacking (`cnn_no_evidence_per_s`, `x_search_no_evidence`, `evidence_us` = the cost of the
+  library match, stacking and rule per spectrum) and
   library search end to end (`Pipeline(OPEN_SPECY)` then `library_search` over the whole corpus, float32 products),
   timed alternately on the same queries. Library search gets its best: each time, the faster of BLAS on all threads and
   BLAS on one (on a loaded machine a multi-threaded BLAS can lose), and the fastest of the repeats; the CNN its median.
@@ -141,7 +142,7 @@ def main():
     lib_pipe = Pipeline(OPEN_SPECY_STEPS, check=False)
     L, labels = lib_pipe(corpus).X, corpus.labels.astype(str).to_numpy()   # the library is prepared once, as in practice
     clf = Classifier.load()
-    rule = clf.rule   # the shipped open-set rule: its match against the reference library and the evidence columns are timed with the CNN
+    rule, stack = clf.rule, clf.stack   # the shipped rule and stacking: the library match, the stacked answer and the evidence are timed with the CNN
     base = dict(hardware=hardware(), commit=commit(), seed=a.seed, n_library=len(L))
     old = read_results(a.out) if Path(a.out).exists() else pd.DataFrame({'part': []})
     rows = old[old.part.isin(a.skip)].to_dict('records')   # the rows of the parts skipped this time are kept
@@ -159,8 +160,8 @@ def main():
                 cnn, bare, ls, l0 = [], [], [], load()
                 for _ in range(a.reps):   # alternately: a drift in the machine's speed hits all three
                     cnn.append(timed(lambda: clf.predict((wn, X)))[0])
-                    if rule is not None:  # the same classifier without its open-set rule: max-softmax, no evidence columns
-                        clf.rule = None; bare.append(timed(lambda: clf.predict((wn, X)))[0]); clf.rule = rule
+                    if rule is not None:  # the network alone: no library match, no stacking, no evidence columns
+                        clf.rule = clf.stack = None; bare.append(timed(lambda: clf.predict((wn, X)))[0]); clf.rule, clf.stack = rule, stack
                     t_all = timed(lambda: search(wn, X))[0]
                     with threadpool_limits(1, 'blas'): t_one = timed(lambda: search(wn, X))[0]
                     ls.append(min(t_all, t_one))

@@ -27,11 +27,12 @@ def test_nitrocellulose_closest_ester(clf, ext):
     # nitrocellulose is no class: the model's best is its closest cellulose ester, CA, with the probabilities the
     # unchanged reference path (base commit 4fd7797, float64, torch) gives
     from _reference_4fd7797 import Reference
+    # (the network's: the shipped answer stacks library search in, chapter 5b, and the reference path has no library)
     sp = read_spectra(ext/'fitr_nitrocellulose.jdx')
-    r = clf.predict(sp)
+    Pn = clf.probabilities(clf.prepare(sp)[0])[0]
     old = Reference(); X, flags = old.prepare(sp); P = old.probabilities(X)[0]
-    assert r.top1[0] == 'CA' == old.classes[P.argmax()]
-    assert abs(r.p1[0] - P.max()) < 1e-4 and abs(r.p2[0] - np.sort(P)[-2]) < 1e-4
+    assert clf.classes[Pn.argmax()] == 'CA' == old.classes[P.argmax()] and clf.predict(sp).top1[0] == 'CA'
+    assert np.abs(Pn - P).max() < 1e-4
 
 @pytest.mark.parametrize('name', ['raman_hdpe.csv', 'raman_hdpe.json', 'raman_atacamit.spc'])
 def test_raman_flagged(clf, ext, name):
@@ -163,21 +164,43 @@ def test_rule_without_torch(shared):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == 'False'
 
-def test_checkpoint_without_rule_keeps_max_softmax(clf, shared, tmp_path):
-    "A checkpoint without openset.json: calibrated max-softmax decides, no evidence columns, the same probabilities."
-    import shutil
-    from mp_cnn.classify import pretrained_dir, EVIDENCE
-    for f in ('config.json', 'model.safetensors', 'calibration.json'): shutil.copy(pretrained_dir()/f, tmp_path/f)
-    bare = Classifier.load(tmp_path)
-    assert bare.rule is None and clf.rule is not None
+def test_checkpoint_without_rule_keeps_max_softmax(clf, shared):
+    "A checkpoint without openset.json or stack.json: the network answers alone, calibrated max-softmax decides, no evidence columns."
+    from mp_cnn.classify import EVIDENCE
+    from mp_cnn.corpus import load_corpus
+    from mp_cnn.stack import stacked
+    net = Classifier(None, clf.config, None, clf.weights)
+    _, cal = clf.calibration_split(load_corpus())
+    bare = Classifier(None, clf.config, calibrate(net, cal[::4]), clf.weights)
+    assert bare.rule is None and bare.stack is None and clf.rule is not None and clf.stack is not None
     sp = read_spectra(shared/'foreign_files'/'HCL.SPC')
     a, b = clf.predict(sp), bare.predict(sp)
     assert not set(EVIDENCE) & set(b.columns) and set(EVIDENCE) <= set(a.columns)
-    pd.testing.assert_frame_equal(a[['top1', 'p1', 'top2', 'p2', 'prediction_set']], b[['top1', 'p1', 'top2', 'p2', 'prediction_set']])
+    X, P, _ = clf.outputs(sp)
+    Pn = clf.probabilities(X)
+    assert np.allclose(b.p1, Pn.max(1), atol=1e-4)                      # the bare checkpoint's answer is the network's
+    assert np.allclose(P, stacked(Pn, clf.rule.library.match(X)[2], clf.stack['w'], clf.stack['T']), atol=1e-6)   # the shipped one stacks
     assert a.unknown[0] and not b.unknown[0] and b.label[0] == 'PS'      # HCl gas: max-softmax lets it through as PS, the rule does not
-    low = clf.predict(read_spectra(shared/'foreign_files'/'3-SILICA_0.SPA'))
-    want = low.p1[0] < bare.calibration['threshold']
-    assert bare.predict(read_spectra(shared/'foreign_files'/'3-SILICA_0.SPA')).flag[0].startswith('not confidently') == want
+    low = read_spectra(shared/'foreign_files'/'3-SILICA_0.SPA')
+    want = bare.probabilities(bare.prepare(low)[0]).max() < bare.calibration['threshold']
+    assert bare.predict(low).flag[0].startswith('not confidently') == want
+
+def test_stacked_checkpoint_is_consistent(clf, tmp_path):
+    "Stacking needs the rule's library, and a calibration fitted on one answer refuses to serve the other."
+    with pytest.raises(ValueError, match='library'): Classifier(None, clf.config, None, clf.weights, stack=clf.stack)
+    with pytest.raises(ValueError, match='stacked answer'): Classifier(None, clf.config, clf.calibration, clf.weights, rule=clf.rule)
+    assert clf.calibration['answer'] == 'stacked' and 'stacked in' in repr(clf)
+
+def test_shipped_answer_is_fit_answers(clf, tmp_path):
+    "The shipped rule, stacking and calibration are what chapter 6's `fit_answer` makes from the weights and stack.json."
+    import shutil, json
+    from mp_cnn.classify import pretrained_dir, fit_answer
+    for f in pretrained_dir().iterdir(): shutil.copy(f, tmp_path/f.name)
+    new = fit_answer(tmp_path, stack=clf.stack)
+    assert new.stack == clf.stack and new.rule.thr == pytest.approx(clf.rule.thr, abs=1e-6)
+    assert all(new.calibration[k] == clf.calibration[k] for k in ('answer', 'n', 'calibration_samples', 'seed'))
+    assert (new.calibration['threshold'], new.calibration['accuracy']) == pytest.approx((clf.calibration['threshold'], clf.calibration['accuracy']), abs=1e-6)
+    assert np.allclose(new.calibration['scores'], clf.calibration['scores'], atol=2e-6)
 
 def test_shipped_rule_fits_the_weights(clf, shared):
     "The rule and library in mp_cnn/pretrained/ were fitted for these weights, on fit_default's own split of the corpus."

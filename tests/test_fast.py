@@ -11,7 +11,10 @@ import _reference_4fd7797 as ref
 TOL = 1e-4
 
 @pytest.fixture(scope='module')
-def clf(): return Classifier.load()
+def clf():
+    "The shipped classifier with its network answering alone: the parity here is of the preprocessing and the network (the stacking on top: `test_stacked_reader_files`)."
+    c = Classifier.load(); c.stack = None
+    return c
 
 @pytest.fixture(scope='module')
 def old(): return ref.Reference()
@@ -77,6 +80,21 @@ def test_reader_files(clf, old, shared):
         except Exception: continue                # unreadable files are the readers' tests
         _same(clf, old, sp); n += 1
     assert n >= 10
+
+def test_stacked_reader_files(old, shared):
+    "The shipped answer, stacked with library search (chapter 5b), from the reference's model input and probabilities: within TOL too."
+    from mp_cnn.stack import stacked
+    c = Classifier.load()
+    ext, n = shared/'openspecy'/'inst'/'extdata', 0
+    for f in sorted(ext.iterdir()):
+        try: sp = read_spectra(f)
+        except Exception: continue
+        X0, f0 = old.prepare(sp)
+        _, P1, f1 = c.outputs(sp)
+        if not len(X0): continue
+        want = stacked(old.probabilities(X0), c.rule.library.match(X0.astype(np.float32))[2], c.stack['w'], c.stack['T'])
+        assert list(f1) == list(f0) and float(np.abs(P1 - want).max()) < TOL, f; n += 1
+    assert n >= 6   # the files with a classifiable (mid-IR) spectrum
 
 def test_resampler_matches(corpus):
     rng = np.random.default_rng(0)
