@@ -18,7 +18,7 @@ from .spectra import Spectra, input_flags, row_stats, MIN_POINTS
 from .sources import SOURCES
 from .preprocess import Pipeline, STEPS
 from .openset import OpenSetRule
-from .stack import stacked
+from .stack import stacked, STACKED_RULE
 from .fold import fold_lenet, lenet_logits, lenet_logits_torch
 
 # %% auto #0
@@ -196,7 +196,7 @@ def _workers():
 
 @patch
 def _blocks(self:Classifier, sp, units=None, workers=None, finish=None):
-    "Per block of rows of `sp`, in worker threads: `finish(block, X, P, flags, match)` of its model input, probabilities, flags and library match (default: the first three)."
+    "Per block of rows of `sp`, in worker threads: `finish(block, X, P, flags, match, net)` of its model input, probabilities, flags, library match and the network's own classes (the last two where the answer is stacked; default: the first three)."
     from concurrent.futures import ThreadPoolExecutor
     from threadpoolctl import threadpool_limits
     engine, nw = self._engine(), max(1, workers or _workers())
@@ -207,10 +207,11 @@ def _blocks(self:Classifier, sp, units=None, workers=None, finish=None):
     def block(a):
         sub = sp[a:a + size] if len(starts) > 1 else sp
         X, f = self.prepare(sub, units, fast)
-        P, M = self.probabilities(X, engine=engine), None
+        P, M, net = self.probabilities(X, engine=engine), None, None
         if self.stack is not None and len(X):   # chapter 5b: the library's best r per class joins the answer (and is the evidence later)
-            M = self.rule.library.match(X); P = stacked(P, M[2], self.stack['w'], self.stack['T'])
-        return finish(sub, X, P, f, M) if finish else (X, P, f)
+            M, net = self.rule.library.match(X), P.argmax(1)
+            P = stacked(P, M[2], self.stack['w'], self.stack['T'])
+        return finish(sub, X, P, f, M, net) if finish else (X, P, f)
     if engine == 'torch':
         import torch
         threads = torch.get_num_threads(); torch.set_num_threads(1)   # one per worker, like BLAS
@@ -236,9 +237,10 @@ def outputs(self:Classifier, spectra, # a `Spectra` or a `(wavenumbers, intensit
 def calibrate(clf, # the `Classifier` to calibrate
               spectra, # labelled calibration spectra of its classes, kept out of training
               quantile=0.05, # quantile of the top probability of correct predictions used as rejection threshold
+              units=None, # units of all rows (see `prepare`); 'A' for corpus spectra, stored in absorbance whatever their `units_published`
              ):
     "Calibration dict (rejection threshold, conformal scores, accuracy) of `clf` on labelled `spectra` of its classes."
-    X, P, flags = clf.outputs(spectra)   # the answer's probabilities: the network's, or stacked with library search (chapter 5b)
+    X, P, flags = clf.outputs(spectra, units)   # the answer's probabilities: the network's, or stacked with library search (chapter 5b)
     y = pd.Categorical(spectra.labels[flags == ''], categories=clf.classes).codes
     if (y < 0).any(): raise ValueError("calibration spectra must all belong to the model's classes")
     correct = P.argmax(1) == y
@@ -249,12 +251,13 @@ def calibrate(clf, # the `Classifier` to calibrate
 # %% ../nbs/06_classify.ipynb #ebf946d9
 ID_COLUMNS = ['file', 'spectrum', 'x', 'y']
 EVIDENCE = ['ref_label', 'ref_source', 'ref_id', 'ref_licence', 'hqi', 'hqi_label']   # the columns the open-set rule adds
-_NO_FEATURES = {'softmax', 'hqi_pred', 'hqi_class', 'hqi_best'}   # rule scores computed from the input and the probabilities alone
+_NO_FEATURES = {'softmax', 'hqi_pred', 'hqi_class', 'hqi_best', 'hqi_net'}   # rule scores computed from the input and the probabilities alone
 
 @patch
 def open_set(self:Classifier, X, # model input of classifiable rows (`outputs`)
              P, # their probabilities (`outputs`)
              match=None, # `self.rule.library.match(X)` when already made (a stacked answer needs it first)
+             net_pred=None, # the network's own classes, where the answer is stacked (the rule's `hqi_net`)
             ):
     "(unknown, reasons, evidence) from the checkpoint's open-set rule; torch is needed only for a rule on the network's features."
     L, F = np.log(np.maximum(P, 1e-30)), None   # log P: the answer's argmax and softmax
@@ -262,7 +265,7 @@ def open_set(self:Classifier, X, # model input of classifiable rows (`outputs`)
         from mp_cnn.openset import logits_features   # Mahalanobis, kNN, energy, OpenMax: the torch model's logits and features
         Ln, F = logits_features(self.model, X)
         if self.stack is None: L = Ln
-    return self.rule(X, L, F, match)
+    return self.rule(X, L, F, match, net_pred)
 
 def _joined(cls, order, m):
     "Per row, the first `m[i]` classes of `order[i]` joined by '|' (one string per distinct set, not per row)."
@@ -275,10 +278,10 @@ def _joined(cls, order, m):
 @patch
 def _rows(self:Classifier, sp, alpha, top_k, units):
     "The result DataFrame of one chunk: each block's table built in the workers (`_table`)."
-    return pd.concat(self._blocks(sp, units, finish=lambda b, X, P, f, M: self._table(b, X, P, f, alpha, top_k, M)), ignore_index=True)
+    return pd.concat(self._blocks(sp, units, finish=lambda b, X, P, f, M, net: self._table(b, X, P, f, alpha, top_k, M, net)), ignore_index=True)
 
 @patch
-def _table(self:Classifier, sp, X, P_ok, flags, alpha, top_k, match=None):
+def _table(self:Classifier, sp, X, P_ok, flags, alpha, top_k, match=None, net_pred=None):
     "The result DataFrame of the rows `sp`, given their model input `X`, probabilities `P_ok` (classifiable rows), `flags` and library `match` if made."
     n, k = len(sp), min(top_k, len(self.classes))
     P = np.full((n, len(self.classes)), np.nan, np.float32)
@@ -292,7 +295,7 @@ def _table(self:Classifier, sp, X, P_ok, flags, alpha, top_k, match=None):
     pmax = Ps[:, 0]
     cal = self.calibration
     if self.rule is not None:   # the checkpoint's open-set rule decides, with its evidence
-        u, why, ev = self.open_set(X, P_ok, match)
+        u, why, ev = self.open_set(X, P_ok, match, net_pred)
         unknown = np.zeros(n, bool); unknown[ok] = u
     else: unknown = ((pmax < cal['threshold']) if cal else np.zeros(n, bool)) & ok
     # the prediction set: classes above 1 - q (calibrated), else the most probable until they add up to 1 - alpha;
@@ -387,10 +390,11 @@ def fit_answer(out, # a checkpoint folder whose calibration.json records its cal
                spectra=None, # the labelled spectra it was fitted on (default: the corpus)
                stack=None, # chapter 5b's stacking, a dict with `w` and `T`; None: the network answers alone
                open_set=True, # fit chapter 5a's open-set rule and library (`fit_open_set`); stacking needs them
+               method=None, # the rule's scores (default: chapter 5a's `DEFAULT_RULE`, or chapter 5b's `STACKED_RULE` for a stacked answer)
               ):
     "(Re)fit what answers on top of the network in `out`: the open-set rule and stacking, then the calibration, all on its own split; the `Classifier`."
     from mp_cnn.corpus import load_corpus
-    from mp_cnn.openset import fit_open_set
+    from mp_cnn.openset import fit_open_set, DEFAULT_RULE
     out = Path(out)
     if stack is not None and not open_set: raise ValueError("stacking library search into the answer needs the open-set rule's library")
     for f in ('library.safetensors', 'library.json', 'openset.safetensors', 'openset.json', 'stack.json'): (out/f).unlink(missing_ok=True)   # stale
@@ -404,9 +408,10 @@ def fit_answer(out, # a checkpoint folder whose calibration.json records its cal
     with threadpool_limits(1):   # one thread: the library's k-means ties and the sums fall the same way whatever the machine's threads
         if open_set:   # library from `fit`, thresholds from `cal`, on the answer's predicted class
             combine = None if stack is None else (lambda P, R: stacked(P, R, stack['w'], stack['T']))
-            fit_open_set(clf.model, clf.classes, fit, cal, out, pipeline=clf.config['preprocess'], combine=combine)
+            fit_open_set(clf.model, clf.classes, fit, cal, out, pipeline=clf.config['preprocess'], combine=combine,
+                         method=method or (DEFAULT_RULE if stack is None else STACKED_RULE))
         if stack is not None: (out/'stack.json').write_text(json.dumps(stack, indent=1))
-        (out/'calibration.json').write_text(json.dumps(calibrate(Classifier.load(out), cal) | split))
+        (out/'calibration.json').write_text(json.dumps(calibrate(Classifier.load(out), cal, units='A') | split))   # the corpus is stored in absorbance
     return Classifier.load(out)
 
 # %% ../nbs/06_classify.ipynb #3b27ae66

@@ -199,6 +199,7 @@ def open_set_scores(stats, # from `fit_feature_stats`
                     only=SCORES, # the scores to compute (the library match is always made: it is the evidence)
                     k=5, # neighbour rank used by the kNN score
                     match=None, # `lib.match(X)` when the caller has it already (the classifier's stacked answer needs it first)
+                    net_pred=None, # the network's own class where the answer is not the network's (score `hqi_net`; default `logits`' argmax)
                    ):
     "DataFrame of the scores in `only` (higher = more like the training classes) with `pred` and the best reference's index."
     pred, need = logits.argmax(1), set(only)
@@ -213,6 +214,7 @@ def open_set_scores(stats, # from `fit_feature_stats`
         out['knn'] = -np.sort(-(F @ stats['bank'].T), 1)[:, k - 1] if len(F) else np.zeros(0)
     out['hqi_pred'] = per[np.arange(len(X)), pred]
     if 'hqi_class' in need and 'hqi_q' in stats: out['hqi_class'] = out['hqi_pred'] - stats['hqi_q'][pred]
+    if 'hqi_net' in need: out['hqi_net'] = out['hqi_pred'] if net_pred is None else per[np.arange(len(X)), net_pred]   # not in SCORES: a stacked answer's
     out['hqi_best'] = r
     if 'openmax' in need: out['openmax'] = _openmax(logits, stats['mav'], stats['weibull'])
     return pd.DataFrame({**{n: v for n, v in out.items() if v is not None}, 'ref_index': best})
@@ -282,6 +284,7 @@ _WHY = dict(softmax=lambda v, t, c: f"p={v:.2f} < {t:.2f}", energy=lambda v, t, 
             hqi_pred=lambda v, t, c: f"no {c} reference closer than r={t:.2f} (best {v:.2f})",
             hqi_class=lambda v, t, c: f"no {c} reference close enough for a {c} answer (r {v:+.2f} from the class's usual match; limit {t:+.2f})",
             hqi_best=lambda v, t, c: f"no reference closer than r={t:.2f} (best {v:.2f})",
+            hqi_net=lambda v, t, c: f"no reference of the network's own answer closer than r={t:.2f} (best {v:.2f})",
             openmax=lambda v, t, c: f"OpenMax P(unknown)={1 - v:.2f} > {1 - t:.2f}")
 
 class OpenSetRule:
@@ -311,12 +314,13 @@ class OpenSetRule:
         "A rule whose feature statistics come from `X_fit` and thresholds from `X_cal` (accepting `acceptance` of them)."
         stats = fit_feature_stats(*logits_features(model, X_fit), np.asarray(y_fit))
         Lc, Fc = logits_features(model, X_cal)
-        M = library.match(X_cal)
+        M, net = library.match(X_cal), Lc.argmax(1)
         if combine is not None:   # the answer's class, as the classifier gives it
             from scipy.special import softmax
             Lc = np.log(np.maximum(combine(softmax(Lc, 1), M[2]), 1e-30))
-        stats['hqi_q'] = class_quantiles(open_set_scores(stats, library, X_cal, Lc, Fc, match=M), len(classes))
-        S = open_set_scores(stats, library, X_cal, Lc, Fc, match=M)
+        kw = dict(match=M, net_pred=net, only=SCORES + ('hqi_net',))
+        stats['hqi_q'] = class_quantiles(open_set_scores(stats, library, X_cal, Lc, Fc, **kw), len(classes))
+        S = open_set_scores(stats, library, X_cal, Lc, Fc, **kw)
         thr = thresholds(S, method, acceptance)
         return cls(method, thr, stats, library, classes, dict(acceptance=acceptance, n_fit=len(X_fit), n_cal=len(X_cal),
                    cal_accepted=float((S[list(thr)] >= pd.Series(thr)).all(axis=1).mean()), created=time.strftime('%Y-%m-%dT%H:%M:%S')))
@@ -329,9 +333,10 @@ def __call__(self:OpenSetRule, X, # (n, grid) model input
              logits, # the network's logits on `X` (`logits_features`)
              features, # its penultimate features on `X` (`logits_features`)
              match=None, # `self.library.match(X)`, when the caller has it
+             net_pred=None, # the network's own class, where the answer is stacked (score `hqi_net`)
             ):
     "(unknown: bool array, reasons: list of str ('' when known), evidence: DataFrame with the best reference, r, and the scores)."
-    S = open_set_scores(self.stats, self.library, X, logits, features, only=list(self.thr), match=match)
+    S = open_set_scores(self.stats, self.library, X, logits, features, only=list(self.thr), match=match, net_pred=net_pred)
     bad = {n: S[n].to_numpy() < t for n, t in self.thr.items()}
     unknown = np.any(list(bad.values()), 0) if len(X) else np.zeros(0, bool)
     pred = np.array(self.classes, dtype=object)[S.pred.to_numpy()] if len(X) else np.array([], object)

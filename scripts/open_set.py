@@ -113,7 +113,7 @@ if __name__ == '__main__':
     p.add_argument('--profile', default='cpu'); p.add_argument('--epochs', type=int); p.add_argument('--seed', type=int, default=0)
     p.add_argument('--folds', default='lco,group,loso'); p.add_argument('--train-only', action='store_true')
     p.add_argument('--cached-only', action='store_true', help='score only the folds whose model is cached (fewer folds: say so)')
-    p.add_argument('--ship', action='store_true', help="write the chosen rule and library for the shipped model into mp_cnn/pretrained")
+    p.add_argument('--ship', action='store_true', help="refit the shipped model's rule, library and calibration (`fit_answer`, default --per and --max-k) in mp_cnn/pretrained")
     p.add_argument('--per', type=int, default=8); p.add_argument('--max-k', type=int, default=40)
     p.add_argument('--out', default='results/open_set.csv')
     a = p.parse_args()
@@ -175,7 +175,9 @@ if __name__ == '__main__':
         tc = dict(profile='gpu', epochs=cfg['train'].get('epochs'), train_s=cfg['train'].get('wall_s'), **common)
         res += [dict(r, n_known=0, known_acceptance=np.nan, known_accuracy=np.nan, auroc=np.nan, accuracy_with_unknowns=np.nan)
                 for r in extra_sets(net, cfg['classes'], cfg, stats, lib, S_cal, S_cal, codes(cal, cfg['classes']), 'shipped', tc)]
-        if a.ship: print('shipped:', fit_open_set(net, cfg['classes'], fit, cal, out=pretrained_dir(), method=DEFAULT_RULE, per=a.per, max_k=a.max_k), flush=True)
+        if a.ship:   # the rule refitted with the checkpoint's own answer (stacked with library search where stack.json says so, chapter 5b)
+            from mp_cnn.classify import fit_answer
+            print('shipped:', fit_answer(pretrained_dir(), sp, stack=Classifier.load().stack).rule, flush=True)
     pd.DataFrame(res).round(4).to_csv(a.out, index=False)
     if curve:
         c = pd.DataFrame(curve).groupby(['method', 'acceptance_target'])[['known_acceptance', 'unknown_rejection', 'accuracy_with_unknowns']].mean().reset_index()

@@ -308,7 +308,7 @@ def _readme_claims(res):
     two = [m for m in MODEL_NAMES if m.endswith('_2d')]
     best2 = max(two, key=lambda m: loso(m, 'gpu'))
     ds, os_ = fw.loc['library search (DEFAULT)'], fw.loc['library search (OPEN_SPECY)']
-    out = [row('**lenet_1d (shipped)**', 'lenet_1d', 'gpu', f"{k(fw.loc['lenet_1d', 'spectra_per_s'])} ({fw.loc['lenet_1d', 'x_search_default']:.1f}x / "
+    out = [row('**lenet_1d (the shipped network)**', 'lenet_1d', 'gpu', f"{k(fw.loc['lenet_1d', 'spectra_per_s'])} ({fw.loc['lenet_1d', 'x_search_default']:.1f}x / "
                f"{fw.loc['lenet_1d', 'x_search_openspecy']:.1f}x)", bold_loso=True),
            row('vgg16_1d', 'vgg16_1d', 'gpu', width('vgg16_1d'), bold_group=True),
            row('resnet34_1d', 'resnet34_1d', 'gpu', width('resnet34_1d')), row('alexnet_1d', 'alexnet_1d', 'gpu', width('alexnet_1d')),
