@@ -112,11 +112,11 @@ def readme_text(df):
     ev = 'evidence' in g and g['evidence'].fillna(False).astype(bool).all()
     return (f"End to end on raw instrument-like spectra (`scripts/bench_classify.py`, `results/speed_end_to_end.csv`; "
             f"{g.hardware.iloc[0]}, load average {one.load}; code at {g.commit.iloc[0]}, seed {g.seed.iloc[0]}): "
-            f"the shipped classifier, checks, units, preprocessing, {'the open-set rule with its evidence (best reference and r) ' if ev else ''}"
+            f"the shipped classifier, checks, units, preprocessing, {'the library match, the answer stacked with library search, the open-set rule with its evidence (best reference and r) ' if ev else ''}"
             f"and result table included, runs at {g.x_search.min():.1f}x to "
             f"{g.x_search.max():.1f}x float32 library search over the whole corpus ({int(g.n_library.iloc[0]):,} references, its "
             f"preprocessing included) on 1, 2, 4 and 8 cm-1 input in absorbance and %T (target: 5x on every grid)"
-            + (f"; without the evidence {g.x_search_no_evidence.min():.1f}x to {g.x_search_no_evidence.max():.1f}x, so the evidence costs "
+            + (f"; the network alone (no match, stacking or evidence) {g.x_search_no_evidence.min():.1f}x to {g.x_search_no_evidence.max():.1f}x, so those cost "
                f"{g.evidence_us.min():.0f}-{g.evidence_us.max():.0f} µs per spectrum" if ev else '') +
             f"; at 1 cm-1 %T, {int(one.cnn_per_s):,} spectra/s against {int(one.search_per_s):,} (target: 30,000). A {int(s.n):,}-spectrum ENVI map "
             f"streams from disk at {int(s.cnn_per_s):,} spectra/s with a peak RSS of {s.peak_rss_mb:.0f} MB (code at {s.commit}); "

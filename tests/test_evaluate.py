@@ -385,7 +385,7 @@ def test_results_readme_matches_results(res, corpus):
     claims += [f"Commits {order[0]} (first {(gpu.c == order[0]).sum()} rows) and {order[1]}"]
     e = pd.read_csv(R/'speed_end_to_end.csv', dtype={'commit': str})   # a hash like 20e9161 would read as a float
     loads = [float(x.split('/')[0]) for l in e.load for x in l.split(' -> ')]
-    claims += [f"Current rows: code {e.commit.iloc[0]}, `--n {e[e.part == 'grid'].n.iloc[0]} --reps 3`, with the other jobs on the machine paused "
+    claims += [f"Current rows: code {e.commit.iloc[0]}, `--n {e[e.part == 'grid'].n.iloc[0]} --reps 3`, nothing else running "
                f"(1-minute load {min(loads):.1f}-{max(loads):.1f} over the run"]
     b = pd.read_csv(R/'cpu_before_views.csv'); b1 = b[b.model == 'lenet_1d']; bg = b1[b1.protocol == 'group'].iloc[0]
     claims += [f"commits {', '.join(b.commit.str[:7].unique())}), superseded", f"lenet_1d then scored {_f(bg.accuracy)} / {_f(bg.macro_f1)} on the group split "
