@@ -23,7 +23,7 @@ from .fold import fold_lenet, lenet_logits, lenet_logits_torch
 
 # %% auto #0
 __all__ = ['PREP_ROWS', 'BLOCK', 'ID_COLUMNS', 'EVIDENCE', 'pretrained_dir', 'attribution', 'as_spectra', 'conformal_quantile',
-           'Classifier', 'calibrate', 'fit_default', 'fit_answer', 'open_set_report']
+           'Classifier']
 
 # %% ../nbs/06_classify.ipynb #1243b09f
 def pretrained_dir():
@@ -84,7 +84,7 @@ class Classifier:
         if stack is not None and rule is None: raise ValueError("stacking library search into the answer needs the open-set rule's library")
         if 'answer' in (calibration or {}) and calibration['answer'] != ('stacked' if stack else 'network'):
             raise ValueError(f"calibration.json was fitted on the {calibration['answer']} answer, but this checkpoint {'stacks' if stack else 'does not stack'} "
-                             "library search (stack.json): refit it with `fit_answer`")
+                             "library search (stack.json): refit it with `mp_cnn.shipped.fit_answer`")
         self.rule, self.stack = rule, stack
         steps = list(config['preprocess'])
         self._units_step = steps[0] if steps and steps[0]['step'] == 'absorbance' else None
@@ -233,21 +233,6 @@ def outputs(self:Classifier, spectra, # a `Spectra` or a `(wavenumbers, intensit
     return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))
 
 
-# %% ../nbs/06_classify.ipynb #b44732b1
-def calibrate(clf, # the `Classifier` to calibrate
-              spectra, # labelled calibration spectra of its classes, kept out of training
-              quantile=0.05, # quantile of the top probability of correct predictions used as rejection threshold
-              units=None, # units of all rows (see `prepare`); 'A' for corpus spectra, stored in absorbance whatever their `units_published`
-             ):
-    "Calibration dict (rejection threshold, conformal scores, accuracy) of `clf` on labelled `spectra` of its classes."
-    X, P, flags = clf.outputs(spectra, units)   # the answer's probabilities: the network's, or stacked with library search (chapter 5b)
-    y = pd.Categorical(spectra.labels[flags == ''], categories=clf.classes).codes
-    if (y < 0).any(): raise ValueError("calibration spectra must all belong to the model's classes")
-    correct = P.argmax(1) == y
-    return dict(answer='stacked' if clf.stack else 'network', score='max_softmax', threshold=float(np.quantile(P.max(1)[correct], quantile)), threshold_quantile=quantile,
-                conformal='LAC', scores=np.round(1 - P[np.arange(len(y)), y], 6).tolist(), n=int(len(y)),
-                accuracy=float(correct.mean()))
-
 # %% ../nbs/06_classify.ipynb #ebf946d9
 ID_COLUMNS = ['file', 'spectrum', 'x', 'y']
 EVIDENCE = ['ref_label', 'ref_source', 'ref_id', 'ref_licence', 'hqi', 'hqi_label']   # the columns the open-set rule adds
@@ -344,7 +329,7 @@ def predict(self:Classifier, spectra, # a `Spectra` or a `(wavenumbers, intensit
     parts = self.predict_iter((sp[a:a + chunk] for a in range(0, max(len(sp), 1), chunk)), alpha, top_k, units)
     return pd.concat(list(parts), ignore_index=True)
 
-# %% ../nbs/06_classify.ipynb #7ffc4ddd
+# %% ../nbs/06_classify.ipynb #e37ecfd0
 def _sample_keys(spectra):
     "'dataset|sample_id' of every spectrum."
     return (spectra.meta['dataset'].astype(str) + '|' + spectra.meta['sample_id'].astype(str)).to_numpy()
@@ -359,85 +344,3 @@ def calibration_split(self:Classifier, spectra, # the labelled spectra the check
         return spectra[np.flatnonzero(~cal)], spectra[np.flatnonzero(cal)]
     from mp_cnn.augment import split_groups
     return split_groups(spectra, c.get('calib_size', 0.15), c.get('seed', 0))
-
-def fit_default(out, # the checkpoint folder to write
-                spectra=None, # labelled spectra (default: the corpus)
-                seed=0, # seed of the split and the training
-                epochs=None, # epochs (default: the profile's)
-                calib_size=0.15, # share of physical groups kept out of training for calibration
-                profile='gpu', # training profile, a key of `train.PROFILES` ('cpu', 'gpu', 'tiny')
-                model='lenet_1d', # architecture, one of `models.MODEL_NAMES`
-                verbose=1, # 0 quiet, 1 a line per epoch, 2 a live progress bar too
-                open_set=True, # also fit chapter 5a's open-set rule and reference library (`fit_open_set`) on the same split
-                stack=None, # chapter 5b's stacking (a dict with `w` and `T`, from scripts/fit_stack.py); needs `open_set`
-               ):
-    "Train `model` on `spectra` minus calibration groups, calibrate, fit the open-set rule, and write it all to `out`; the `Classifier`."
-    from mp_cnn.recipe import fit_corpus
-    from mp_cnn.augment import split_groups
-    from mp_cnn.corpus import load_corpus
-    out = Path(out)
-    sp = load_corpus() if spectra is None else spectra
-    fit, cal = split_groups(sp, calib_size, seed)
-    fit_corpus(model, profile, out, epochs, seed, spectra=fit, verbose=verbose)
-    config = json.loads((out/'config.json').read_text())
-    config['attribution'] = attribution(sp.meta['dataset'].unique())
-    (out/'config.json').write_text(json.dumps(config, indent=1))
-    (out/'calibration.json').write_text(json.dumps(dict(seed=seed, calib_size=calib_size, n_calib_groups=int(cal.meta['group'].nunique()),
-                                                        calibration_samples=sorted(_sample_keys(cal)))))   # the split itself: no corpus rebuilt bit for bit
-    return fit_answer(out, sp, stack, open_set)
-
-def fit_answer(out, # a checkpoint folder whose calibration.json records its calibration split (`fit_default` writes it)
-               spectra=None, # the labelled spectra it was fitted on (default: the corpus)
-               stack=None, # chapter 5b's stacking, a dict with `w` and `T`; None: the network answers alone
-               open_set=True, # fit chapter 5a's open-set rule and library (`fit_open_set`); stacking needs them
-               method=None, # the rule's scores (default: chapter 5a's `DEFAULT_RULE`, or chapter 5b's `STACKED_RULE` for a stacked answer)
-              ):
-    "(Re)fit what answers on top of the network in `out`: the open-set rule and stacking, then the calibration, all on its own split; the `Classifier`."
-    from mp_cnn.corpus import load_corpus
-    from mp_cnn.openset import fit_open_set, DEFAULT_RULE
-    out = Path(out)
-    if stack is not None and not open_set: raise ValueError("stacking library search into the answer needs the open-set rule's library")
-    for f in ('library.safetensors', 'library.json', 'openset.safetensors', 'openset.json', 'stack.json'): (out/f).unlink(missing_ok=True)   # stale
-    sp = load_corpus() if spectra is None else spectra
-    if not (out/'calibration.json').exists(): raise FileNotFoundError(f"{out} has no calibration.json: it records the split (`fit_default` writes it)")
-    split = {k: v for k, v in json.loads((out/'calibration.json').read_text()).items() if k in ('seed', 'calib_size', 'n_calib_groups', 'calibration_samples')}
-    (out/'calibration.json').write_text(json.dumps(split))   # the split alone until the answer is calibrated
-    clf = Classifier.load(out)
-    fit, cal = clf.calibration_split(sp)
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(1):   # one thread: the library's k-means ties and the sums fall the same way whatever the machine's threads
-        if open_set:   # library from `fit`, thresholds from `cal`, on the answer's predicted class
-            combine = None if stack is None else (lambda P, R: stacked(P, R, stack['w'], stack['T']))
-            fit_open_set(clf.model, clf.classes, fit, cal, out, pipeline=clf.config['preprocess'], combine=combine,
-                         method=method or (DEFAULT_RULE if stack is None else STACKED_RULE))
-        if stack is not None: (out/'stack.json').write_text(json.dumps(stack, indent=1))
-        (out/'calibration.json').write_text(json.dumps(calibrate(Classifier.load(out), cal, units='A') | split))   # the corpus is stored in absorbance
-    return Classifier.load(out)
-
-# %% ../nbs/06_classify.ipynb #3b27ae66
-def _in_set(sets, labels):
-    "Whether each label is in its '|'-joined prediction set."
-    return np.array([isinstance(s, str) and l in s.split('|') for s, l in zip(sets, labels)])
-
-def open_set_report(clf, # the `Classifier` to assess
-                    known, # labelled test spectra of its classes
-                    novel, # labelled spectra of classes it never saw
-                    alphas=(0.05, 0.1), # conformal error rates for coverage and set size
-                   ):
-    "Open-set scores of `clf` on labelled `known` test spectra (of its classes) and `novel` ones (classes it never saw)."
-    y = known.labels.astype(str).to_numpy()
-    r = clf.predict(known, alpha=alphas[0])
-    acc = (r['label'] == y).fillna(False).to_numpy(bool)
-    out = dict(known_n=len(y), known_accuracy=float((r['top1'] == y).fillna(False).mean()), known_accepted=float(r['label'].notna().mean()),
-               accuracy_accepted=float(acc[r['label'].notna().to_numpy()].mean()))
-    for a in alphas:
-        s = clf.predict(known, alpha=a)['prediction_set']
-        out[f'coverage@{a}'] = float(_in_set(s, y).mean())
-        out[f'set_size@{a}'] = float(np.mean([len(x.split('|')) if isinstance(x, str) and x else 0 for x in s]))
-    rn = clf.predict(novel)
-    yn = novel.labels.astype(str).to_numpy()
-    for c in pd.unique(yn): out[f'{c}_unknown'] = float(rn['label'].isna().to_numpy()[yn == c].mean())
-    out['novel_unknown'] = float(rn['label'].isna().mean())
-    n = len(y) + len(yn)   # overall: a known spectrum is right when correctly labelled, a novel one when not labelled
-    out['overall_accuracy'] = float((acc.sum() + rn['label'].isna().sum()) / n)
-    return out

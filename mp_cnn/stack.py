@@ -1,5 +1,5 @@
 """The network's log-probabilities plus w times the Fisher z of each class's best library correlation, one weight chosen by
-leaving labs out: the answer of a CNN that is at least as good as library search on labs it never saw.
+leaving labs out, so that on labs it never saw the answer keeps up with library search where the network alone falls behind.
 
 Docs: https://mp-cnn.github.io/mp_cnn/stack.html.md"""
 

@@ -121,7 +121,7 @@ def readme_text(df):
             f"; at 1 cm-1 %T, {int(one.cnn_per_s):,} spectra/s against {int(one.search_per_s):,} (target: 30,000). A {int(s.n):,}-spectrum ENVI map "
             f"streams from disk at {int(s.cnn_per_s):,} spectra/s with a peak RSS of {s.peak_rss_mb:.0f} MB (code at {s.commit}); "
             f"`mp-cnn classify` on one file takes {cs.wall_s:.2f} s as a whole process (median of 5, {cs.cpu_s:.2f} s of CPU; "
-            f"the base commit {BASE}: {cs.base_wall_s:.2f} s, {cs.base_cpu_s:.2f} s of CPU; target: 1.5 s). Chapter 6 has the table.")
+            f"the base commit {BASE}: {cs.base_wall_s:.2f} s, {cs.base_cpu_s:.2f} s of CPU; target: 1.5 s). Chapter 6b has the table.")
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])

@@ -6,7 +6,7 @@ predictions of the five LOSO labs, pooled over the seeds given: each lab predict
 labs' spectra, as the classifier's own library is built. This is the selection each LOSO fold of the `stack_loso_medoid_ratio`
 lever made on its inner folds, made once more on the outer folds for the model that trains on all five labs. Writes
 mp_cnn/pretrained/stack.json, then refits the shipped checkpoint's open-set thresholds and calibration on its own calibration
-split with the stacked answer (chapter 6's `fit_answer`); the network's weights are not touched.
+split with the stacked answer (chapter 6b's `fit_answer`); the network's weights are not touched.
 
 `openset`: open-set rules for the stacked answer against the network's own answer with chapter 5a's rule (`RULES`), each
 refitted by `fit_answer` on the checkpoint's own split in a temporary copy, on what must not get a polymer label (200
@@ -72,7 +72,7 @@ def fit(a, sp, classes):
                  command='python scripts/fit_stack.py ' + ' '.join(map(shlex.quote, sys.argv[1:])))
     print(json.dumps({k: v for k, v in stack.items() if k != 'per_lab_in_sample'}, indent=1))
     print(pd.DataFrame(per_lab).T.to_string())
-    from mp_cnn.classify import fit_answer
+    from mp_cnn.shipped import fit_answer
     Path(a.out).mkdir(parents=True, exist_ok=True)
     clf = fit_answer(a.out, sp, stack)
     print(clf, '\n', clf.rule, '\ncalibration accuracy', round(clf.calibration['accuracy'], 4))
@@ -112,7 +112,8 @@ RULES = [('network', 'hqi_pred'), ('stacked', 'hqi_pred'), ('stacked', 'hqi_pred
 
 def openset(a, sp, classes):
     import shutil, tempfile
-    from mp_cnn.classify import Classifier, fit_answer
+    from mp_cnn.classify import Classifier
+    from mp_cnn.shipped import fit_answer
     from mp_cnn.augment import blank_spectra
     from mp_cnn.readers import read_many
     from mp_cnn.download import data_folder

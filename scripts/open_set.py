@@ -176,7 +176,7 @@ if __name__ == '__main__':
         res += [dict(r, n_known=0, known_acceptance=np.nan, known_accuracy=np.nan, auroc=np.nan, accuracy_with_unknowns=np.nan)
                 for r in extra_sets(net, cfg['classes'], cfg, stats, lib, S_cal, S_cal, codes(cal, cfg['classes']), 'shipped', tc)]
         if a.ship:   # the rule refitted with the checkpoint's own answer (stacked with library search where stack.json says so, chapter 5b)
-            from mp_cnn.classify import fit_answer
+            from mp_cnn.shipped import fit_answer
             print('shipped:', fit_answer(pretrained_dir(), sp, stack=Classifier.load().stack).rule, flush=True)
     pd.DataFrame(res).round(4).to_csv(a.out, index=False)
     if curve:

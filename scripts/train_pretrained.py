@@ -4,12 +4,13 @@
 
 lenet_1d, `gpu` profile (full width, 1,000 spectra per class, four augmented views, up to 40 epochs: the setting that scored
 best leaving one source out in results/gpu.csv; small enough to train on a CPU), seed 0, trained on the corpus minus 15% of
-its physical groups, which calibrate the rejection threshold and the conformal scores (see nbs/06_classify.ipynb). `fit_default`
+its physical groups, which calibrate the rejection threshold and the conformal scores (see nbs/06b_shipped.ipynb). `fit_default`
 then builds the open-set rule and its reference library (nbs/05a_openset.ipynb) for the new model from the same two parts.
 """
 import argparse
 from pathlib import Path
-from mp_cnn.classify import fit_default, pretrained_dir
+from mp_cnn.classify import pretrained_dir
+from mp_cnn.shipped import fit_default
 
 p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
 p.add_argument('--out', default=str(pretrained_dir())); p.add_argument('--seed', type=int, default=0)

@@ -3,7 +3,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from mp_cnn.classify import Classifier, conformal_quantile, calibrate
+from mp_cnn.classify import Classifier, conformal_quantile
+from mp_cnn.shipped import calibrate
 from mp_cnn.batch import classify_cli
 from mp_cnn.readers import read_spectra
 
@@ -196,9 +197,10 @@ def test_stacked_checkpoint_is_consistent(clf, tmp_path):
     assert clf.calibration['answer'] == 'stacked' and 'stacked in' in repr(clf)
 
 def test_shipped_answer_is_fit_answers(clf, tmp_path):
-    "The shipped rule, stacking and calibration are what chapter 6's `fit_answer` makes from the weights and stack.json."
+    "The shipped rule, stacking and calibration are what chapter 6b's `fit_answer` makes from the weights and stack.json."
     import shutil, json
-    from mp_cnn.classify import pretrained_dir, fit_answer
+    from mp_cnn.classify import pretrained_dir
+    from mp_cnn.shipped import fit_answer
     for f in pretrained_dir().iterdir(): shutil.copy(f, tmp_path/f.name)
     new = fit_answer(tmp_path, stack=clf.stack)
     assert new.stack == clf.stack and new.rule.thr == pytest.approx(clf.rule.thr, abs=1e-6)
@@ -223,7 +225,7 @@ def test_shipped_rule_fits_the_weights(clf, shared):
     assert (flags == '').all() and min(r) > 0.999                          # each reference is the current pipeline's input of a fit spectrum
 
 def test_readme_open_set_headline():
-    "The README's open-set headline is the one chapter 6 formats from results/open_set.csv."
+    "The README's open-set headline is the one chapter 6b formats from results/open_set.csv."
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]/'scripts'))
     from open_set import open_set_headline
     root = Path(__file__).resolve().parents[1]
@@ -257,7 +259,7 @@ def test_readme_quotes_shipped_training_time():
 
 
 def test_chapter6_prose_quotes_the_shipped_checkpoint():
-    "Chapter 6's figures on the shipped model and the field batches come from the checkpoint, the training profiles and the source registry."
+    "Chapters 6 and 6b's figures on the shipped model and the field batches come from the checkpoint, the training profiles and the source registry."
     import json
     from test_evaluate import _prose
     from safetensors.numpy import load_file
@@ -267,7 +269,7 @@ def test_chapter6_prose_quotes_the_shipped_checkpoint():
     cfg = json.loads((root/'mp_cnn'/'pretrained'/'config.json').read_text())
     w = load_file(str(root/'mp_cnn'/'pretrained'/'model.safetensors'))
     params = sum(v.size for k, v in w.items() if 'running_' not in k and 'num_batches' not in k)   # what the trainer counts: learnable tensors
-    cpu, text = PROFILES['cpu'], _prose('06_classify')
+    cpu, text = PROFILES['cpu'], _prose('06_classify') + ' ' + _prose('06b_shipped')
     claims = [f"full width, {params:,} parameters; {cfg['train']['balance']:,} spectra per class, four augmented",
               f"({cfg['train']['wall_s']:.0f} s on this 2-core CPU)",
               f"(width {cpu['width']}, {cpu['balance']} spectra per class, {cpu['epochs']} epochs;",
