@@ -23,7 +23,7 @@ __all__ = ['calibrate', 'fit_default', 'fit_answer', 'open_set_report']
 def calibrate(clf, # the `Classifier` to calibrate
               spectra, # labelled calibration spectra of its classes, kept out of training
               quantile=0.05, # quantile of the top probability of correct predictions used as rejection threshold
-              units=None, # units of all rows (see `prepare`); 'A' for corpus spectra, stored in absorbance whatever their `units_published`
+              units=None, # units of all rows (see `prepare`; default: `units_published`)
              ):
     "Calibration dict (rejection threshold, conformal scores, accuracy) of `clf` on labelled `spectra` of its classes."
     X, P, flags = clf.outputs(spectra, units)   # the answer's probabilities: the network's, or stacked with library search (chapter 5b)
@@ -86,7 +86,7 @@ def fit_answer(out, # a checkpoint folder whose calibration.json records its cal
             fit_open_set(clf.model, clf.classes, fit, cal, out, pipeline=clf.config['preprocess'], combine=combine,
                          method=method or (DEFAULT_RULE if stack is None else STACKED_RULE))
         if stack is not None: (out/'stack.json').write_text(json.dumps(stack, indent=1))
-        (out/'calibration.json').write_text(json.dumps(calibrate(Classifier.load(out), cal, units='A') | split))   # the corpus is stored in absorbance
+        (out/'calibration.json').write_text(json.dumps(calibrate(Classifier.load(out), cal) | split))
     return Classifier.load(out)
 
 # %% ../nbs/06b_shipped.ipynb #3b27ae66

@@ -54,7 +54,7 @@ def _read_xpectrass(path, source, dataset, units, technique='ATR'):
     sid = df['sample_id'].astype(str).to_numpy()
     meta = _base_meta(len(df), source, dataset, raw_label=df['type'].astype(str).to_numpy(), sample_id=sid,
                       group=[f'{source}:{s}' for s in sid], environmental=env.to_numpy(), technique=technique,
-                      units_published=units)
+                      units_published='A', units_source=units)   # X is absorbance now; the units the source published in are kept
     return wn, X, meta
 
 def read_frond(path, # `frond_2021.csv.xz` (xpectrass)

@@ -130,7 +130,7 @@ def openset(a, sp, classes):
         for f in Path(a.out).iterdir(): shutil.copy(f, tmp/f.name)
         clf = fit_answer(tmp, sp, stack=shipped.stack if answer == 'stacked' else None, method=method)
         for proto, data in sets.items():
-            r = pd.concat([clf.predict(s) for s in data]) if isinstance(data, list) else clf.predict(data, units='A')   # blanks and corpus: absorbance
+            r = pd.concat([clf.predict(s) for s in data]) if isinstance(data, list) else clf.predict(data)
             row = dict(answer=answer, rule=method, protocol=proto, n_test=len(r), no_polymer_label=float(r.label.isna().mean()),
                        rule_thresholds=json.dumps({k: round(v, 4) for k, v in clf.rule.thr.items()}), **common)
             if proto == 'calibration':

@@ -176,7 +176,7 @@ def test_checkpoint_without_rule_keeps_max_softmax(clf, shared):
     from mp_cnn.stack import stacked
     net = Classifier(None, clf.config, None, clf.weights)
     _, cal = clf.calibration_split(load_corpus())
-    bare = Classifier(None, clf.config, calibrate(net, cal[::4], units='A'), clf.weights)
+    bare = Classifier(None, clf.config, calibrate(net, cal[::4]), clf.weights)
     assert bare.rule is None and bare.stack is None and clf.rule is not None and clf.stack is not None
     sp = read_spectra(shared/'foreign_files'/'HCL.SPC')
     a, b = clf.predict(sp), bare.predict(sp)
@@ -218,7 +218,7 @@ def test_shipped_rule_fits_the_weights(clf, shared):
     assert (rule.info['n_fit'], rule.info['n_cal']) == (len(fit), len(cal)) and rule.library.meta['n'].sum() == len(fit)
     assert len(cal) == clf.calibration['n']
     from mp_cnn.openset import unit_rows
-    X, flags = clf.prepare(fit, units='A')                                 # the corpus is stored in absorbance
+    X, flags = clf.prepare(fit)
     m, lib = fit.meta.reset_index(drop=True), rule.library
     key = (m.dataset + '|' + m.sample_id.astype(str)).to_numpy()
     r = [(unit_rows(X[key == d + '|' + s]) @ u).max() for (d, s), u in zip(lib.meta[['dataset', 'sample_id']].to_numpy(), lib.U)]

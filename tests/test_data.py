@@ -109,6 +109,14 @@ def test_save_load_spectra_round_trip(shared, tmp_path):
     with pytest.raises(FileNotFoundError, match=r'spectra\.save'): Spectra.load(tmp_path/'none')
 
 
+def test_corpus_units_are_its_own(shared):
+    "The corpus stores absorbance, and says so: a classifier reading `units_published` must not convert a source published in %T twice."
+    from mp_cnn.corpus import load_corpus
+    m = load_corpus(data_dir=shared).meta
+    assert (m.units_published == 'A').all()
+    assert set(m.loc[m.dataset == 'frond_2021', 'units_source']) == {'%T'}   # what the source published, kept
+
+
 def test_readme_source_counts():
     "The README's data table quotes each source's size: recomputed from `SOURCES`, whose counts chapter 0d checks against the loaded files."
     from mp_cnn.sources import SOURCES
