@@ -74,17 +74,19 @@ def test_baselines_run_on_a_small_split(corpus):
     assert s[['train_s', 'params', 'epochs']].isna().all(axis=None)      # not measured: empty, never the split count
 
 
-def _hold(mb, s):
-    a = np.ones(mb * 2**20 // 8); time.sleep(s); return a.sum()
-
-
 def test_timed_reports_time_and_memory():
-    out, dt, mb = timed(_hold, 64, 0.1)
-    assert out == 64 * 2**20 // 8
-    assert 0.1 <= dt < 5                 # it slept 0.1 s
-    assert 48 <= mb <= 256, mb           # it wrote 64 MiB and held them while the 2 ms sampler ran
-    _, _, mb0 = timed(_hold, 0, 0.05)
-    assert mb0 < 16, mb0
+    "In a fresh process: after other tests, freed memory can stay resident and be reused, so the RSS would not grow at all."
+    import subprocess, sys
+    code = ("import time, numpy as np\nfrom mp_cnn.evaluate import timed\n"
+            "def hold(mb, s):\n    a = np.ones(mb * 2**20 // 8); time.sleep(s); return a.sum()\n"
+            "out, dt, mb = timed(hold, 64, 0.1)\n"
+            "assert out == 64 * 2**20 // 8\n"
+            "assert 0.1 <= dt < 5, dt                 # it slept 0.1 s\n"
+            "assert 48 <= mb <= 256, mb               # it wrote 64 MiB and held them while the 2 ms sampler ran\n"
+            "_, _, mb0 = timed(hold, 0, 0.05)\n"
+            "assert mb0 < 16, mb0\n")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
 
 
 # ---- Chapter 5's prose against results/: every figure below is typed in the notebook's text; here it is recomputed
