@@ -1,5 +1,4 @@
 "Metrics against hand computations, and which protocols leak: protocol 1 does, protocols 2 and 3 must not."
-import time
 import numpy as np, pandas as pd, pytest, torch
 
 from mp_cnn.evaluate import (accuracy, confusion_matrix, per_class, expected_calibration_error, scores, protocol_splits, BASELINES,
